@@ -1,0 +1,6 @@
+//! The `scsiport` command.
+#![forbid(unsafe_code)]
+
+fn main() {
+    println!("scsiport");
+}

@@ -1,0 +1,2 @@
+//! SPC/SBC device emulation over a block backend.
+#![forbid(unsafe_code)]

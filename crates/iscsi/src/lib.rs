@@ -1,0 +1,2 @@
+//! iSCSI target front end (RFC 7143).
+#![forbid(unsafe_code)]

@@ -1,0 +1,1 @@
+//! Miniport drivers: ram, file, null.

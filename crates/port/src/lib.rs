@@ -1,0 +1,2 @@
+//! The port driver: the SCSI Port and Storport I/O models.
+#![forbid(unsafe_code)]
