@@ -20,11 +20,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Validate a configuration file and print what it describes.
+    /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
-        /// The TOML configuration file.
+        /// The TOML configuration file; without it, the built-in default.
         #[arg(long, short)]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
 }
 
@@ -37,7 +37,10 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Check { config } => match load_config(&config) {
+        Command::Check { config } => match config
+            .map(|p| load_config(&p))
+            .unwrap_or_else(|| Ok(Config::builtin_default()))
+        {
             Ok(c) => {
                 for a in &c.adapters {
                     println!(
