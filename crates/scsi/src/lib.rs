@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod asc;
+pub mod cdb;
 pub mod error;
 pub mod opcode;
 pub mod sense;
