@@ -93,49 +93,6 @@ macro_rules! layout {
     };
 }
 
-/// Boolean bit fields: `getter, setter, builder: byte_field, mask`.
-macro_rules! flags {
-    ($ty:ty { $( $(#[$m:meta])* $get:ident, $set:ident, $with:ident : $field:ident, $mask:expr; )* }) => {
-        impl $ty { $(
-            $(#[$m])*
-            pub const fn $get(&self) -> bool { self.$field & $mask != 0 }
-            #[doc = concat!("Sets `", stringify!($get), "`.")]
-            pub fn $set(&mut self, v: bool) {
-                if v { self.$field |= $mask } else { self.$field &= !$mask }
-            }
-            #[doc = concat!("Builder form of `", stringify!($set), "`.")]
-            pub fn $with(mut self, v: bool) -> Self { self.$set(v); self }
-        )* }
-    };
-}
-
-/// Multi-bit fields within a byte: `getter, setter, builder: byte_field, shift, width`.
-macro_rules! bits {
-    ($ty:ty { $( $(#[$m:meta])* $get:ident, $set:ident, $with:ident : $field:ident, $shift:expr, $width:expr; )* }) => {
-        impl $ty { $(
-            $(#[$m])*
-            pub const fn $get(&self) -> u8 { (self.$field >> $shift) & ((1u16 << $width) - 1) as u8 }
-            #[doc = concat!("Sets `", stringify!($get), "`; excess high bits of `v` are dropped.")]
-            pub fn $set(&mut self, v: u8) {
-                let mask = (((1u16 << $width) - 1) as u8) << $shift;
-                self.$field = (self.$field & !mask) | ((v << $shift) & mask);
-            }
-            #[doc = concat!("Builder form of `", stringify!($set), "`.")]
-            pub fn $with(mut self, v: u8) -> Self { self.$set(v); self }
-        )* }
-    };
-}
-
-/// Derives shared by all layouts.
-macro_rules! wire_struct {
-    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
-        $(#[$m])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
-        #[repr(C)]
-        pub struct $name { $($body)* }
-    };
-}
-
 // ---------------------------------------------------------------- SPC ----
 
 wire_struct! {

@@ -6,21 +6,45 @@
 //! class driver, acting as initiator) sends. Every parser takes `&[u8]` and
 //! returns a `Result` or `Option`; none panics on short or malformed input.
 //!
+//! Fixed layouts are `#[repr(C)]` structs of bytes and big-endian integers
+//! (zerocopy's `U16`/`U32`/`U64`) with compile-time size assertions; their
+//! bit fields have `x()` / `set_x()` / `with_x()` accessors named after the
+//! standard's field names.
+//!
 //! Modules:
 //! - [`opcode`]: operation codes and service actions.
 //! - [`status`]: the SCSI status byte.
 //! - [`asc`]: additional sense code/qualifier pairs.
 //! - [`sense`]: sense keys and sense data in fixed and descriptor format.
+//! - [`cdb`]: CDB layouts, the generic [`cdb::Cdb`] view and [`cdb::RwCommand`].
+//! - [`inquiry`]: standard INQUIRY data.
+//! - [`vpd`]: VPD pages 00h, 80h, 83h, B0h, B1h, B2h.
+//! - [`capacity`]: READ CAPACITY(10)/(16) parameter data.
+//! - [`mode`]: mode parameter headers, block descriptors, pages 08h, 0Ah, 1Ch.
+//! - [`lun`]: LUN encoding and REPORT LUNS parameter data.
+//! - [`unmap`]: UNMAP parameter list and GET LBA STATUS parameter data.
+//! - [`pr`]: persistent reservation types and PR IN/OUT parameter data.
+//! - [`rsoc`]: REPORT SUPPORTED OPERATION CODES parameter data.
+//! - [`error`]: [`WireError`], the one parse error type.
 #![forbid(unsafe_code)]
 
+#[macro_use]
+mod macros;
+mod util;
+
 pub mod asc;
+pub mod capacity;
 pub mod cdb;
 pub mod error;
+pub mod inquiry;
+pub mod mode;
 pub mod opcode;
 pub mod sense;
 pub mod status;
+pub mod vpd;
 
 pub use asc::Asc;
+pub use cdb::{Cdb, CdbBuf, CdbLayout, RwCommand, RwOp};
 pub use error::WireError;
 pub use opcode::{Opcode, PrInAction, PrOutAction};
 pub use sense::{Sense, SenseFormat, SenseKey, SenseKeySpecific};
