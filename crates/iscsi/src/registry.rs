@@ -1,0 +1,228 @@
+//! State shared by all connections of a server: configuration, the SCSI
+//! service, the session table (for reinstatement and target resets) and the
+//! I_T nexus id map.
+//!
+//! Locking: one `parking_lot::Mutex` around the session table, taken briefly
+//! by connection tasks at login, logout/close and target cold reset. No other
+//! lock is held while it is held.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::ServerConfig;
+use crate::service::{Nexus, NexusId, ScsiService};
+
+/// Lets other connections (reinstatement, cold reset, shutdown) close a connection.
+#[derive(Default)]
+pub struct ConnControl {
+    pub id: u64,
+    killed: AtomicBool,
+    notify: Notify,
+}
+
+impl ConnControl {
+    pub fn new(id: u64) -> Arc<ConnControl> {
+        Arc::new(ConnControl {
+            id,
+            ..Default::default()
+        })
+    }
+    /// Asks the connection to close (it finishes at its next loop turn).
+    pub fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+    pub fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
+    }
+    pub async fn killed(&self) {
+        if self.is_killed() {
+            return;
+        }
+        self.notify.notified().await
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct SessionKey {
+    initiator: String,
+    isid: [u8; 6],
+    target: String,
+}
+
+struct SessionEntry {
+    tsih: u16,
+    control: Arc<ConnControl>,
+    nexus: Nexus,
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_key: HashMap<SessionKey, SessionEntry>,
+    nexus_ids: HashMap<(String, [u8; 6], u16, String), NexusId>,
+    next_nexus: NexusId,
+    next_tsih: u16,
+}
+
+/// Shared server state.
+pub struct Shared {
+    pub config: ServerConfig,
+    pub service: Arc<dyn ScsiService>,
+    sessions: Mutex<Sessions>,
+    /// Open connections (logged in or not).
+    pub connections: AtomicUsize,
+    next_conn_id: AtomicU64,
+    /// Set at shutdown: new logins are refused.
+    pub shutting_down: AtomicBool,
+}
+
+/// A registered session as returned by [`Shared::register_session`].
+pub struct Registered {
+    pub tsih: u16,
+    pub nexus: Nexus,
+}
+
+impl Shared {
+    pub fn new(config: ServerConfig, service: Arc<dyn ScsiService>) -> Arc<Shared> {
+        Arc::new(Shared {
+            config,
+            service,
+            sessions: Mutex::new(Sessions {
+                next_nexus: 1,
+                next_tsih: 1,
+                ..Default::default()
+            }),
+            connections: AtomicUsize::new(0),
+            next_conn_id: AtomicU64::new(1),
+            shutting_down: AtomicBool::new(false),
+        })
+    }
+
+    pub fn new_conn_control(&self) -> Arc<ConnControl> {
+        ConnControl::new(self.next_conn_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Registers a session reaching full feature phase. An existing session
+    /// with the same initiator name, ISID and target is reinstated: its
+    /// connection is told to close and its nexus is reported lost.
+    pub fn register_session(
+        &self,
+        initiator: &str,
+        isid: [u8; 6],
+        target: &str,
+        tpgt: u16,
+        control: &Arc<ConnControl>,
+    ) -> Registered {
+        let key = SessionKey {
+            initiator: initiator.to_ascii_lowercase(),
+            isid,
+            target: target.to_ascii_lowercase(),
+        };
+        let (old, reg) = {
+            let mut s = self.sessions.lock();
+            let nkey = (key.initiator.clone(), isid, tpgt, key.target.clone());
+            let next = s.next_nexus;
+            let id = *s.nexus_ids.entry(nkey).or_insert(next);
+            if id == next {
+                s.next_nexus += 1;
+            }
+            let mut tsih = s.next_tsih;
+            while tsih == 0 || s.by_key.values().any(|e| e.tsih == tsih) {
+                tsih = tsih.wrapping_add(1);
+            }
+            s.next_tsih = tsih.wrapping_add(1);
+            let nexus = Nexus {
+                id,
+                initiator_name: initiator.to_owned(),
+                isid,
+                target_name: target.to_owned(),
+                portal_group_tag: tpgt,
+            };
+            let old = s.by_key.insert(
+                key,
+                SessionEntry {
+                    tsih,
+                    control: control.clone(),
+                    nexus: nexus.clone(),
+                },
+            );
+            (old, Registered { tsih, nexus })
+        };
+        if let Some(old) = old {
+            tracing::info!(
+                initiator,
+                target,
+                "session reinstatement: closing the previous session"
+            );
+            old.control.kill();
+        }
+        reg
+    }
+
+    /// Removes the session owned by `control` (if it is still the registered one).
+    pub fn unregister_session(
+        &self,
+        initiator: &str,
+        isid: [u8; 6],
+        target: &str,
+        control: &Arc<ConnControl>,
+    ) {
+        let key = SessionKey {
+            initiator: initiator.to_ascii_lowercase(),
+            isid,
+            target: target.to_ascii_lowercase(),
+        };
+        let mut s = self.sessions.lock();
+        if s.by_key
+            .get(&key)
+            .is_some_and(|e| e.control.id == control.id)
+        {
+            s.by_key.remove(&key);
+        }
+    }
+
+    /// Whether a session with this TSIH exists for the initiator/ISID.
+    pub fn session_exists(&self, initiator: &str, isid: [u8; 6], tsih: u16) -> bool {
+        let s = self.sessions.lock();
+        s.by_key.iter().any(|(k, e)| {
+            e.tsih == tsih && k.isid == isid && k.initiator.eq_ignore_ascii_case(initiator)
+        })
+    }
+
+    /// Closes every session logged in to `target` (TARGET COLD RESET).
+    pub fn kill_target_sessions(&self, target: &str) {
+        let s = self.sessions.lock();
+        for (k, e) in s.by_key.iter() {
+            if k.target.eq_ignore_ascii_case(target) {
+                e.control.kill();
+            }
+        }
+    }
+
+    /// Closes every session (shutdown).
+    pub fn kill_all_sessions(&self) {
+        let s = self.sessions.lock();
+        for e in s.by_key.values() {
+            e.control.kill();
+        }
+    }
+
+    /// Number of registered sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.lock().by_key.len()
+    }
+
+    /// Nexus of the registered sessions (diagnostics and tests).
+    pub fn nexuses(&self) -> Vec<Nexus> {
+        self.sessions
+            .lock()
+            .by_key
+            .values()
+            .map(|e| e.nexus.clone())
+            .collect()
+    }
+}
