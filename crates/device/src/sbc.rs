@@ -1,0 +1,481 @@
+//! SBC commands: READ / WRITE (6/10/12/16), READ CAPACITY, SYNCHRONIZE CACHE, VERIFY,
+//! WRITE AND VERIFY, PRE-FETCH, WRITE SAME, UNMAP, GET LBA STATUS, COMPARE AND WRITE,
+//! ORWRITE.
+//!
+//! Transfer rules (SBC-4 4.x, RFC 7143 11.4.5.1):
+//! - a TRANSFER LENGTH of zero moves nothing and is not an error; the LBA must still be
+//!   at most the capacity;
+//! - `LBA + blocks > capacity` is LOGICAL BLOCK ADDRESS OUT OF RANGE;
+//! - more blocks than MAXIMUM TRANSFER LENGTH is INVALID FIELD IN CDB (pointer to the
+//!   length field);
+//! - an expected transfer length shorter than the command's moves only the expected
+//!   bytes (whole blocks for writes) and reports an overflow residual; a longer one
+//!   reports an underflow residual.
+
+use crate::backend::LbaStatus;
+use crate::lu::{Fail, HandlerResult, IoOp, LogicalUnit, Outcome};
+use crate::request::{ScsiRequest, Status};
+use crate::sense::{Asc, SenseInfo, SenseKey};
+use crate::table::{CommandEntry, CommandKind};
+
+/// LOGICAL BLOCK ADDRESS, TRANSFER LENGTH and the CDB offset of the length field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LbaRange {
+    pub lba: u64,
+    pub blocks: u64,
+    pub len_at: u16,
+}
+
+fn be16(b: &[u8]) -> u64 {
+    u64::from(u16::from_be_bytes([b[0], b[1]]))
+}
+fn be32(b: &[u8]) -> u64 {
+    u64::from(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+fn be64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+/// Parses the address and length of a 6/10/12/16-byte block command (the usage mask
+/// already guaranteed the CDB length).
+pub(crate) fn lba_range(cdb: &[u8], len: usize) -> LbaRange {
+    match len {
+        6 => {
+            let lba = (u64::from(cdb[1] & 0x1f) << 16) | be16(&cdb[2..4]);
+            let blocks = if cdb[4] == 0 { 256 } else { u64::from(cdb[4]) };
+            LbaRange {
+                lba,
+                blocks,
+                len_at: 4,
+            }
+        }
+        10 => LbaRange {
+            lba: be32(&cdb[2..6]),
+            blocks: be16(&cdb[7..9]),
+            len_at: 7,
+        },
+        12 => LbaRange {
+            lba: be32(&cdb[2..6]),
+            blocks: be32(&cdb[6..10]),
+            len_at: 6,
+        },
+        _ => LbaRange {
+            lba: be64(&cdb[2..10]),
+            blocks: be32(&cdb[10..14]),
+            len_at: 10,
+        },
+    }
+}
+
+const LBA_OUT_OF_RANGE: SenseInfo = SenseInfo::illegal(Asc::LBA_OUT_OF_RANGE);
+/// INVALID FIELD IN CDB without a pointer: the data-out length does not fit the command.
+const BAD_DATA_OUT_LENGTH: SenseInfo = SenseInfo::illegal(Asc::INVALID_FIELD_IN_CDB);
+/// Bytes per chunk when a command loops over a range.
+const CHUNK: u64 = 1 << 20;
+
+fn miscompare(offset: u64) -> Fail {
+    let mut s = SenseInfo::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY);
+    s.information = Some(offset);
+    Fail::Check(s)
+}
+
+impl LogicalUnit {
+    fn check_range(&self, lba: u64, blocks: u64) -> Result<(), Fail> {
+        let n = self.num_blocks();
+        if lba > n || blocks > n - lba {
+            return Err(LBA_OUT_OF_RANGE.into());
+        }
+        Ok(())
+    }
+
+    fn check_transfer(&self, r: &LbaRange) -> Result<(), Fail> {
+        if r.blocks > u64::from(self.config.max_transfer_blocks) {
+            return Err(SenseInfo::invalid_cdb_field(r.len_at, Some(7)).into());
+        }
+        self.check_range(r.lba, r.blocks)
+    }
+
+    fn bs(&self) -> u64 {
+        u64::from(self.block_size)
+    }
+
+    /// READ(6/10/12/16): plans one backend read into the caller's buffer.
+    pub(crate) fn read(&self, entry: &CommandEntry, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_transfer(&r)?;
+        let wanted = r.blocks * self.bs();
+        let expected = req.data_in.len();
+        let len = wanted.min(expected as u64) as usize;
+        if len == 0 {
+            return Ok(Outcome::Done {
+                status: Status::Good,
+                wanted,
+                filled: 0,
+            });
+        }
+        Ok(self.plan(IoOp::Read, r.lba * self.bs(), len, wanted, expected, None))
+    }
+
+    /// WRITE(6/10/12/16): plans one backend write of the whole blocks the initiator sent.
+    pub(crate) fn write(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+        long: bool,
+    ) -> HandlerResult {
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_transfer(&r)?;
+        let bs = self.bs();
+        let wanted = r.blocks * bs;
+        let expected = req.data_out.len();
+        let blocks = wanted.min(expected as u64) / bs;
+        if blocks == 0 {
+            return Ok(Outcome::Done {
+                status: Status::Good,
+                wanted,
+                filled: 0,
+            });
+        }
+        let fua = (entry.cdb_len() > 6 && req.cdb[1] & 0x08 != 0) || !self.wce();
+        let guard = self.ranges.shared(r.lba, r.lba + blocks, long);
+        Ok(self.plan(
+            IoOp::Write { fua },
+            r.lba * bs,
+            (blocks * bs) as usize,
+            wanted,
+            expected,
+            Some(guard),
+        ))
+    }
+
+    /// SYNCHRONIZE CACHE(10/16): the whole cache is flushed; the range is only checked.
+    pub(crate) fn synchronize_cache(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_range(r.lba, r.blocks)?;
+        Ok(self.plan(IoOp::Flush, 0, 0, 0, req.expected_len(), None))
+    }
+
+    /// READ CAPACITY(10) (SBC-4 5.20).
+    pub(crate) fn read_capacity10(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let pmi = req.cdb[8] & 1 != 0;
+        if !pmi && req.cdb[2..6] != [0, 0, 0, 0] {
+            return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+        }
+        let last = self.num_blocks() - 1;
+        let mut d = [0u8; 8];
+        d[0..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
+        d[4..8].copy_from_slice(&self.block_size.to_be_bytes());
+        Ok(Self::respond(req, &d, 8))
+    }
+
+    /// READ CAPACITY(16) (SBC-4 5.21): LBPME and LBPRZ for thin backends.
+    pub(crate) fn read_capacity16(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let alloc = be32(&req.cdb[10..14]);
+        let pmi = req.cdb[14] & 1 != 0;
+        if !pmi && req.cdb[2..10] != [0; 8] {
+            return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+        }
+        let mut d = [0u8; 32];
+        d[0..8].copy_from_slice(&(self.num_blocks() - 1).to_be_bytes());
+        d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
+        if self.thin {
+            d[14] = 0xC0; // LBPME, LBPRZ
+        }
+        Ok(Self::respond(req, &d, alloc))
+    }
+
+    /// Reads `blocks` blocks from `lba` into a fresh buffer (bounded by the caller).
+    fn read_blocks(&self, lba: u64, blocks: u64) -> Result<Vec<u8>, Fail> {
+        let mut buf = vec![0u8; (blocks * self.bs()) as usize];
+        self.backend.read_at(lba * self.bs(), &mut buf)?;
+        Ok(buf)
+    }
+
+    /// VERIFY(10/12/16) (SBC-4 5.33): BYTCHK 00b reads the range to check it is
+    /// readable; 01b compares the data-out buffer with the medium (MISCOMPARE with the
+    /// byte offset in INFORMATION). 10b (reserved) and 11b are refused.
+    pub(crate) fn verify(&self, entry: &CommandEntry, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let bytchk = (req.cdb[1] >> 1) & 0x03;
+        if bytchk > 1 {
+            return Err(SenseInfo::invalid_cdb_field(1, Some(2)).into());
+        }
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_transfer(&r)?;
+        let bs = self.bs();
+        if bytchk == 0 {
+            let mut done = 0;
+            let mut buf = vec![0u8; (r.blocks * bs).min(CHUNK) as usize];
+            while done < r.blocks * bs {
+                let n = (r.blocks * bs - done).min(CHUNK) as usize;
+                self.backend.read_at(r.lba * bs + done, &mut buf[..n])?;
+                done += n as u64;
+            }
+            return Ok(Outcome::GOOD);
+        }
+        let wanted = r.blocks * bs;
+        let blocks = wanted.min(req.data_out.len() as u64) / bs;
+        let medium = self.read_blocks(r.lba, blocks)?;
+        if let Some(i) = medium.iter().zip(req.data_out).position(|(a, b)| a != b) {
+            return Err(miscompare(i as u64));
+        }
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted,
+            filled: 0,
+        })
+    }
+
+    /// WRITE AND VERIFY(10/12/16) (SBC-4 5.39): writes to stable storage, then with
+    /// BYTCHK = 1 reads the blocks back and compares.
+    pub(crate) fn write_and_verify(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let bytchk = req.cdb[1] & 0x02 != 0;
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_transfer(&r)?;
+        let bs = self.bs();
+        let wanted = r.blocks * bs;
+        let blocks = wanted.min(req.data_out.len() as u64) / bs;
+        if blocks > 0 {
+            let data = &req.data_out[..(blocks * bs) as usize];
+            let _g = self.ranges.shared(r.lba, r.lba + blocks, false);
+            self.backend.write_at(r.lba * bs, data, true)?;
+            if bytchk {
+                let back = self.read_blocks(r.lba, blocks)?;
+                if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
+                    return Err(miscompare(i as u64));
+                }
+            }
+        }
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted,
+            filled: 0,
+        })
+    }
+
+    /// PRE-FETCH(10/16) (SBC-4 5.11): nothing to prefetch into; GOOD after the range
+    /// check (a device without a cache returns GOOD, not CONDITION MET).
+    pub(crate) fn prefetch(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let r = lba_range(req.cdb, entry.cdb_len());
+        self.check_range(r.lba, r.blocks)?;
+        Ok(Outcome::GOOD)
+    }
+
+    /// Writes `pattern` (one block) to `blocks` blocks from `lba`.
+    fn fill_pattern(&self, lba: u64, blocks: u64, pattern: &[u8]) -> Result<(), Fail> {
+        let bs = self.bs();
+        let per = (CHUNK / bs).min(blocks).max(1);
+        let mut buf = Vec::with_capacity((per * bs) as usize);
+        for _ in 0..per {
+            buf.extend_from_slice(pattern);
+        }
+        let mut done = 0;
+        while done < blocks {
+            let n = (blocks - done).min(per);
+            self.backend
+                .write_at((lba + done) * bs, &buf[..(n * bs) as usize], !self.wce())?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// WRITE SAME(10/16) (SBC-4 5.42, 5.43). UNMAP with an all-zero block deallocates on
+    /// thin backends (LBPRZ = 1); NDOB (16 only) means an all-zero block without data-out.
+    /// ANCHOR is refused (ANC_SUP = 0); zero blocks is refused (WSNZ = 1).
+    pub(crate) fn write_same(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let b1 = req.cdb[1];
+        let ws16 = entry.kind == CommandKind::WriteSame16;
+        let anchor = b1 & 0x10 != 0;
+        let unmap = b1 & 0x08 != 0;
+        let ndob = ws16 && b1 & 0x01 != 0;
+        if anchor {
+            return Err(SenseInfo::invalid_cdb_field(1, Some(4)).into());
+        }
+        let r = lba_range(req.cdb, entry.cdb_len());
+        if r.blocks == 0 || r.blocks > u64::from(self.config.max_write_same_blocks) {
+            return Err(SenseInfo::invalid_cdb_field(r.len_at, Some(7)).into());
+        }
+        self.check_range(r.lba, r.blocks)?;
+        let bs = self.bs() as usize;
+        let zeroes;
+        let (pattern, wanted) = if ndob {
+            zeroes = vec![0u8; bs];
+            (&zeroes[..], 0)
+        } else {
+            if req.data_out.len() != bs {
+                return Err(BAD_DATA_OUT_LENGTH.into());
+            }
+            (req.data_out, bs as u64)
+        };
+        let all_zero = pattern.iter().all(|b| *b == 0);
+        let _g = self.ranges.shared(r.lba, r.lba + r.blocks, false);
+        if unmap && all_zero && self.thin {
+            self.backend.unmap(r.lba, r.blocks)?;
+        } else {
+            self.fill_pattern(r.lba, r.blocks, pattern)?;
+        }
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted,
+            filled: 0,
+        })
+    }
+
+    /// UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped.
+    pub(crate) fn unmap(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        if req.cdb[1] & 0x01 != 0 {
+            return Err(SenseInfo::invalid_cdb_field(1, Some(0)).into());
+        }
+        let plen = be16(&req.cdb[7..9]) as usize;
+        if plen == 0 {
+            return Ok(Outcome::GOOD);
+        }
+        let list = &req.data_out[..plen.min(req.data_out.len())];
+        if plen < 8 || list.len() < 8 {
+            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+        }
+        let bd_len = (be16(&list[2..4]) as usize).min(list.len() - 8);
+        let count = bd_len / 16;
+        if count > self.config.max_unmap_descriptors as usize {
+            return Err(SenseInfo::invalid_param_field(2, Some(7)).into());
+        }
+        let descriptor = |i: usize| {
+            let d = &list[8 + 16 * i..8 + 16 * i + 16];
+            (be64(&d[0..8]), be32(&d[8..12]))
+        };
+        for i in 0..count {
+            let (lba, blocks) = descriptor(i);
+            if blocks > u64::from(self.config.max_unmap_blocks) {
+                return Err(
+                    SenseInfo::invalid_param_field((8 + 16 * i + 8) as u16, Some(7)).into(),
+                );
+            }
+            self.check_range(lba, blocks)?;
+        }
+        for i in 0..count {
+            let (lba, blocks) = descriptor(i);
+            if blocks > 0 {
+                let _g = self.ranges.shared(lba, lba + blocks, false);
+                self.backend.unmap(lba, blocks)?;
+            }
+        }
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted: plen as u64,
+            filled: 0,
+        })
+    }
+
+    /// GET LBA STATUS (SBC-4 5.8): descriptors from the starting LBA as far as the
+    /// allocation length allows (at most 64).
+    pub(crate) fn get_lba_status(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let lba = be64(&req.cdb[2..10]);
+        let alloc = be32(&req.cdb[10..14]);
+        let n = self.num_blocks();
+        if lba >= n {
+            return Err(LBA_OUT_OF_RANGE.into());
+        }
+        let max_desc = (alloc.saturating_sub(8) / 16).clamp(1, 64);
+        let mut out = vec![0u8; 8];
+        let mut cur = lba;
+        let mut k = 0;
+        while cur < n && k < max_desc {
+            let (status, run) = self
+                .backend
+                .lba_status(cur, (n - cur).min(u64::from(u32::MAX)))?;
+            let run = run.clamp(1, n - cur);
+            out.extend_from_slice(&cur.to_be_bytes());
+            out.extend_from_slice(&(run as u32).to_be_bytes());
+            out.push(match status {
+                LbaStatus::Mapped => 0,
+                LbaStatus::Deallocated => 1,
+            });
+            out.extend_from_slice(&[0, 0, 0]);
+            cur += run;
+            k += 1;
+        }
+        let len = (out.len() - 4) as u32;
+        out[0..4].copy_from_slice(&len.to_be_bytes());
+        Ok(Self::respond(req, &out, alloc))
+    }
+
+    /// COMPARE AND WRITE (SBC-4 5.3): under an exclusive range lock, compares the first
+    /// half of the data-out buffer with the medium and, if equal, writes the second half.
+    /// A mismatch is MISCOMPARE with INFORMATION = offset of the first differing byte.
+    pub(crate) fn compare_and_write(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let lba = be64(&req.cdb[2..10]);
+        let blocks = u64::from(req.cdb[13]);
+        let fua = req.cdb[1] & 0x08 != 0;
+        if blocks == 0 {
+            self.check_range(lba, 0)?;
+            return Ok(Outcome::GOOD);
+        }
+        if blocks > u64::from(self.config.max_compare_and_write_blocks) {
+            return Err(SenseInfo::invalid_cdb_field(13, Some(7)).into());
+        }
+        self.check_range(lba, blocks)?;
+        let half = (blocks * self.bs()) as usize;
+        if req.data_out.len() != 2 * half {
+            return Err(BAD_DATA_OUT_LENGTH.into());
+        }
+        let Ok(_g) = self.ranges.exclusive(lba, lba + blocks) else {
+            return Err(Fail::Status(Status::Busy));
+        };
+        let medium = self.read_blocks(lba, blocks)?;
+        let (verify, write) = req.data_out.split_at(half);
+        if let Some(i) = medium.iter().zip(verify).position(|(a, b)| a != b) {
+            return Err(miscompare(i as u64));
+        }
+        self.backend
+            .write_at(lba * self.bs(), write, fua || !self.wce())?;
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted: 2 * half as u64,
+            filled: 0,
+        })
+    }
+
+    /// ORWRITE(16) (SBC-4 5.10): medium = medium OR data-out, atomically against other
+    /// writes.
+    pub(crate) fn orwrite(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let r = lba_range(req.cdb, 16);
+        self.check_transfer(&r)?;
+        let fua = req.cdb[1] & 0x08 != 0;
+        let bs = self.bs();
+        let wanted = r.blocks * bs;
+        let blocks = wanted.min(req.data_out.len() as u64) / bs;
+        if blocks > 0 {
+            let Ok(_g) = self.ranges.exclusive(r.lba, r.lba + blocks) else {
+                return Err(Fail::Status(Status::Busy));
+            };
+            let mut medium = self.read_blocks(r.lba, blocks)?;
+            for (m, d) in medium.iter_mut().zip(req.data_out) {
+                *m |= *d;
+            }
+            self.backend
+                .write_at(r.lba * bs, &medium, fua || !self.wce())?;
+        }
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted,
+            filled: 0,
+        })
+    }
+}

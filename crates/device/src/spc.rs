@@ -1,0 +1,485 @@
+//! SPC commands: INQUIRY and VPD pages, REQUEST SENSE, REPORT LUNS, MODE SENSE / MODE
+//! SELECT, REPORT SUPPORTED OPERATION CODES, START STOP UNIT, PREVENT ALLOW MEDIUM
+//! REMOVAL.
+
+use crate::lu::{HandlerResult, LogicalUnit, Outcome};
+use crate::mode::{self, PageControl};
+use crate::request::{Completion, ItNexus, Residual, ScsiRequest, Status};
+use crate::sense::{Asc, SenseData, SenseFormat, SenseInfo, SenseKey};
+use crate::table::{self, COMMANDS, CommandEntry, CommandKind};
+
+/// The REPORT LUNS well-known logical unit (SPC-4 8.2).
+pub const REPORT_LUNS_WLUN: u64 = 0xC101;
+
+/// Encodes a LUN as an 8-byte LUN field (SAM-5 4.7): peripheral addressing below 256,
+/// flat addressing below 16384, the well-known form for `0xC1xx`, and the value itself
+/// (as an 8-byte LUN structure) otherwise.
+pub fn encode_lun(lun: u64) -> [u8; 8] {
+    let mut b = [0u8; 8];
+    if lun < 256 {
+        b[1] = lun as u8;
+    } else if lun < 0x4000 {
+        b[0] = 0x40 | (lun >> 8) as u8;
+        b[1] = lun as u8;
+    } else if lun & !0xFFFF == 0 && lun >> 8 == 0xC1 {
+        b[0] = 0xC1;
+        b[1] = lun as u8;
+    } else {
+        b = lun.to_be_bytes();
+    }
+    b
+}
+
+/// Answers REPORT LUNS for a target from a LUN list; for the front end to use when the
+/// command is addressed to the REPORT LUNS well-known LU or to a LUN that does not
+/// exist. `luns` are the ordinary LUNs visible to the initiator; the REPORT LUNS W-LUN
+/// is added for SELECT REPORT 01h and 02h. Sense is in fixed format.
+pub fn report_luns(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
+    match table::decode(req.cdb) {
+        Ok(e) if e.kind == CommandKind::ReportLuns => {}
+        Ok(_) | Err(_) => {
+            return fail_fixed(req, SenseInfo::illegal(Asc::INVALID_COMMAND_OPERATION_CODE));
+        }
+    }
+    match report_luns_data(req.cdb, luns) {
+        Ok((data, alloc)) => {
+            let Outcome::Done { wanted, filled, .. } = LogicalUnit::respond(req, &data, alloc)
+            else {
+                unreachable!("respond never plans I/O")
+            };
+            Completion {
+                status: Status::Good,
+                sense: SenseData::EMPTY,
+                data_in_len: filled,
+                residual: Residual::of(wanted, req.data_in.len()),
+            }
+        }
+        Err(s) => fail_fixed(req, s),
+    }
+}
+
+fn fail_fixed(req: &ScsiRequest<'_>, s: SenseInfo) -> Completion {
+    Completion {
+        status: Status::CheckCondition,
+        sense: s.encode(SenseFormat::Fixed),
+        data_in_len: 0,
+        residual: Residual::of(0, req.data_in.len()),
+    }
+}
+
+/// Builds REPORT LUNS parameter data; returns it with the allocation length.
+fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), SenseInfo> {
+    let select = cdb[2];
+    let alloc = u64::from(u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]));
+    let (ordinary, wlun) = match select {
+        0x00 => (true, false),
+        0x01 => (false, true),
+        0x02 => (true, true),
+        // Administrative LU reports: this target has no administrative LUs.
+        0x10..=0x12 => (false, false),
+        _ => return Err(SenseInfo::invalid_cdb_field(2, Some(7))),
+    };
+    let mut list: Vec<u64> = Vec::new();
+    if ordinary {
+        list.extend(luns.iter().copied().filter(|l| *l >> 8 != 0xC1));
+        list.sort_unstable();
+        list.dedup();
+    }
+    if wlun {
+        list.push(REPORT_LUNS_WLUN);
+    }
+    let mut out = Vec::with_capacity(8 + 8 * list.len());
+    let len = u32::try_from(list.len() * 8).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for l in list {
+        out.extend_from_slice(&encode_lun(l));
+    }
+    Ok((out, alloc))
+}
+
+/// Pads or cuts `s` to `n` ASCII bytes (left-aligned, space-filled).
+fn ascii_field(s: &str, n: usize) -> Vec<u8> {
+    let mut v: Vec<u8> = s
+        .bytes()
+        .map(|b| if (0x20..0x7f).contains(&b) { b } else { b' ' })
+        .take(n)
+        .collect();
+    v.resize(n, b' ');
+    v
+}
+
+impl LogicalUnit {
+    /// INQUIRY (SPC-4 6.6).
+    pub(crate) fn inquiry(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let evpd = req.cdb[1] & 1 != 0;
+        let page = req.cdb[2];
+        let alloc = u64::from(u16::from_be_bytes([req.cdb[3], req.cdb[4]]));
+        let data = if evpd {
+            self.vpd_page(page, req.nexus)?
+        } else {
+            if page != 0 {
+                return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+            }
+            self.standard_inquiry()
+        };
+        Ok(Self::respond(req, &data, alloc))
+    }
+
+    fn standard_inquiry(&self) -> Vec<u8> {
+        let mut d = vec![0u8; 74];
+        d[0] = 0x00; // connected, direct access block device
+        d[1] = 0x00; // not removable
+        d[2] = 0x06; // SPC-4
+        d[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
+        d[4] = (d.len() - 5) as u8;
+        d[5] = 0x00; // no ALUA, no 3PC, no PROTECT
+        d[6] = 0x00;
+        d[7] = 0x02; // CMDQUE
+        d[8..16].copy_from_slice(&ascii_field(&self.config.vendor, 8));
+        d[16..32].copy_from_slice(&ascii_field(&self.config.product, 16));
+        d[32..36].copy_from_slice(&ascii_field(&self.config.revision, 4));
+        // VERSION DESCRIPTORS: SAM-5, SPC-4, SBC-3, iSCSI (no version claimed).
+        let versions: [u16; 4] = [0x00A0, 0x0460, 0x04C0, 0x0960];
+        for (i, v) in versions.iter().enumerate() {
+            d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
+        }
+        d
+    }
+
+    /// The VPD pages this LU reports, ascending.
+    const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+
+    fn vpd_page(&self, page: u8, nexus: ItNexus) -> Result<Vec<u8>, SenseInfo> {
+        let mut d = vec![0x00, page, 0, 0];
+        match page {
+            0x00 => d.extend_from_slice(&Self::VPD_PAGES),
+            0x80 => d.extend_from_slice(self.config.serial.as_bytes()),
+            0x83 => self.device_identification(nexus, &mut d),
+            0xB0 => self.block_limits(&mut d),
+            0xB1 => {
+                // Block device characteristics: non-rotating medium.
+                let mut p = [0u8; 0x3C];
+                p[0..2].copy_from_slice(&1u16.to_be_bytes());
+                d.extend_from_slice(&p);
+            }
+            0xB2 => {
+                // Logical block provisioning.
+                if self.thin {
+                    // LBPU, LBPWS, LBPWS10, LBPRZ = 001b; provisioning type 2 (thin).
+                    d.extend_from_slice(&[0x00, 0xE4, 0x02, 0x00]);
+                } else {
+                    d.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]);
+                }
+            }
+            _ => return Err(SenseInfo::invalid_cdb_field(2, Some(7))),
+        }
+        let len = (d.len() - 4) as u16;
+        d[2..4].copy_from_slice(&len.to_be_bytes());
+        Ok(d)
+    }
+
+    /// VPD 83h designators: NAA, T10 vendor ID, SCSI name string (LU), relative target
+    /// port, target port group (SPC-4 7.8.6).
+    fn device_identification(&self, nexus: ItNexus, d: &mut Vec<u8>) {
+        let desig = |d: &mut Vec<u8>, b0: u8, b1: u8, id: &[u8]| {
+            d.extend_from_slice(&[b0, b1, 0, id.len() as u8]);
+            d.extend_from_slice(id);
+        };
+        // NAA, binary, association LU.
+        desig(d, 0x01, 0x03, &self.naa);
+        // T10 vendor identification, ASCII: vendor + product + serial.
+        let mut t10 = ascii_field(&self.config.vendor, 8);
+        t10.extend_from_slice(&ascii_field(&self.config.product, 16));
+        t10.extend(self.config.serial.bytes().take(200));
+        desig(d, 0x02, 0x01, &t10);
+        // SCSI name string, UTF-8, association LU: "naa." + hex of the NAA designator.
+        let mut name = b"naa.".to_vec();
+        for b in &self.naa {
+            name.extend_from_slice(format!("{b:02X}").as_bytes());
+        }
+        name.push(0);
+        while !name.len().is_multiple_of(4) {
+            name.push(0);
+        }
+        desig(d, 0x03, 0x08, &name);
+        // Relative target port and target port group: association target port, PIV.
+        let proto = (self.config.protocol_identifier & 0x0F) << 4;
+        let port = nexus.target_port.to_be_bytes();
+        desig(d, proto | 0x01, 0x94, &[0, 0, port[0], port[1]]);
+        let tpg = self.config.target_port_group.to_be_bytes();
+        desig(d, proto | 0x01, 0x95, &[0, 0, tpg[0], tpg[1]]);
+    }
+
+    /// VPD B0h block limits (SBC-4 6.6.4).
+    fn block_limits(&self, d: &mut Vec<u8>) {
+        let c = &self.config;
+        let mut p = [0u8; 0x3C];
+        p[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is not supported
+        p[1] = c.max_compare_and_write_blocks;
+        p[2..4].copy_from_slice(&1u16.to_be_bytes()); // optimal transfer length granularity
+        p[4..8].copy_from_slice(&c.max_transfer_blocks.to_be_bytes());
+        p[12..16].copy_from_slice(&c.max_transfer_blocks.to_be_bytes()); // max prefetch
+        if self.thin {
+            p[16..20].copy_from_slice(&c.max_unmap_blocks.to_be_bytes());
+            p[20..24].copy_from_slice(&c.max_unmap_descriptors.to_be_bytes());
+            p[24..28].copy_from_slice(&1u32.to_be_bytes()); // optimal unmap granularity
+        }
+        p[32..40].copy_from_slice(&u64::from(c.max_write_same_blocks).to_be_bytes());
+        d.extend_from_slice(&p);
+    }
+
+    /// REQUEST SENSE (SPC-4 6.39): reports and clears a pending unit attention, else the
+    /// NOT READY condition of a stopped unit, else NO SENSE.
+    pub(crate) fn request_sense(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let desc = req.cdb[1] & 1 != 0;
+        let alloc = u64::from(req.cdb[4]);
+        let info = {
+            let mut st = self.state.lock();
+            let ua = st.nexus.entry(req.nexus).or_default().pop();
+            let started = st.started;
+            self.sync_fast(&st);
+            match ua {
+                Some(asc) => SenseInfo::new(SenseKey::UnitAttention, asc),
+                None if !started => {
+                    SenseInfo::new(SenseKey::NotReady, Asc::NOT_READY_INIT_REQUIRED)
+                }
+                None => SenseInfo::new(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE),
+            }
+        };
+        let fmt = if desc {
+            SenseFormat::Descriptor
+        } else {
+            SenseFormat::Fixed
+        };
+        let sense = info.encode(fmt);
+        Ok(Self::respond(req, sense.as_bytes(), alloc))
+    }
+
+    /// REPORT LUNS addressed to this LU.
+    pub(crate) fn report_luns(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let mut luns = Vec::new();
+        match &self.directory {
+            Some(dir) => dir.luns(req.nexus, &mut luns),
+            None => luns.push(self.config.lun),
+        }
+        let (data, alloc) = report_luns_data(req.cdb, &luns)?;
+        Ok(Self::respond(req, &data, alloc))
+    }
+
+    /// MODE SENSE(6)/(10) (SPC-4 6.11, 6.12).
+    pub(crate) fn mode_sense(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let ten = entry.kind == CommandKind::ModeSense10;
+        let cdb = req.cdb;
+        let dbd = cdb[1] & 0x08 != 0;
+        let llbaa = ten && cdb[1] & 0x10 != 0;
+        let pc = PageControl::from_bits(cdb[2] >> 6);
+        let page = cdb[2] & 0x3F;
+        let subpage = cdb[3];
+        let alloc = if ten {
+            u64::from(u16::from_be_bytes([cdb[7], cdb[8]]))
+        } else {
+            u64::from(cdb[4])
+        };
+        let (values, wp) = {
+            let st = self.state.lock();
+            let v = match pc {
+                PageControl::Current => st.mode.clone(),
+                PageControl::Changeable => mode::ModePages::changeable(),
+                PageControl::Default => mode::ModePages::defaults(),
+                PageControl::Saved => st.saved.clone(),
+            };
+            (v, self.config.read_only || st.mode.swp())
+        };
+        let mut pages = Vec::with_capacity(64);
+        mode::sense_pages(&values, page, subpage, &mut pages)?;
+        // Block descriptor (SPC-4 7.5.5): capacity and block length.
+        let mut bd = Vec::new();
+        if !dbd {
+            let blocks = self.num_blocks();
+            let (nb, bl) = if pc == PageControl::Changeable {
+                (0, 0)
+            } else {
+                (blocks, self.block_size)
+            };
+            if llbaa {
+                bd.extend_from_slice(&nb.to_be_bytes());
+                bd.extend_from_slice(&[0; 4]);
+                bd.extend_from_slice(&bl.to_be_bytes());
+            } else {
+                let short = u32::try_from(nb).unwrap_or(u32::MAX);
+                bd.extend_from_slice(&short.to_be_bytes());
+                bd.push(0);
+                bd.extend_from_slice(&bl.to_be_bytes()[1..]);
+            }
+        }
+        // DEVICE-SPECIFIC PARAMETER: WP, DPOFUA.
+        let dsp = if wp { 0x90 } else { 0x10 };
+        let mut out = Vec::with_capacity(8 + bd.len() + pages.len());
+        if ten {
+            let len = (6 + bd.len() + pages.len()) as u16;
+            out.extend_from_slice(&len.to_be_bytes());
+            out.extend_from_slice(&[0, dsp, u8::from(llbaa), 0]);
+            out.extend_from_slice(&(bd.len() as u16).to_be_bytes());
+        } else {
+            let len = (3 + bd.len() + pages.len()).min(255) as u8;
+            out.extend_from_slice(&[len, 0, dsp, bd.len() as u8]);
+        }
+        out.extend_from_slice(&bd);
+        out.extend_from_slice(&pages);
+        Ok(Self::respond(req, &out, alloc))
+    }
+
+    /// MODE SELECT(6)/(10) (SPC-4 6.9, 6.10): changes WCE, D_SENSE and SWP. SP = 1 also
+    /// stores the new values as saved values. Other I_T nexuses get MODE PARAMETERS
+    /// CHANGED.
+    pub(crate) fn mode_select(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        let ten = entry.kind == CommandKind::ModeSelect10;
+        let cdb = req.cdb;
+        let sp = cdb[1] & 0x01 != 0;
+        let len = if ten {
+            usize::from(u16::from_be_bytes([cdb[7], cdb[8]]))
+        } else {
+            usize::from(cdb[4])
+        };
+        if len == 0 {
+            return Ok(Outcome::GOOD);
+        }
+        let Some(list) = req.data_out.get(..len) else {
+            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+        };
+        let mut st = self.state.lock();
+        let sel = mode::select_pages(&st.mode, list, ten, self.block_size)?;
+        if sel.changed {
+            st.ua_all(Asc::MODE_PARAMETERS_CHANGED, Some(req.nexus));
+        }
+        if sp {
+            st.saved = sel.values.clone();
+        }
+        st.mode = sel.values;
+        self.sync_fast(&st);
+        Ok(Outcome::Done {
+            status: Status::Good,
+            wanted: len as u64,
+            filled: 0,
+        })
+    }
+
+    /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
+    pub(crate) fn report_supported_opcodes(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let cdb = req.cdb;
+        let rctd = cdb[1] & 0x80 != 0;
+        let options = cdb[2] & 0x07;
+        let req_op = cdb[3];
+        let req_sa = u16::from_be_bytes([cdb[4], cdb[5]]);
+        let alloc = u64::from(u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]));
+        let visible = |e: &&CommandEntry| self.thin || !e.flags.has(table::Flags::THIN_ONLY);
+        let timeouts = |out: &mut Vec<u8>, e: &CommandEntry| {
+            out.extend_from_slice(&[0x00, 0x0A, 0x00, 0x00]);
+            out.extend_from_slice(&e.nominal_timeout.to_be_bytes());
+            out.extend_from_slice(&e.recommended_timeout.to_be_bytes());
+        };
+        let mut out = Vec::new();
+        match options {
+            0 => {
+                out.extend_from_slice(&[0; 4]);
+                for e in COMMANDS.iter().filter(visible) {
+                    out.push(e.opcode);
+                    out.push(0);
+                    out.extend_from_slice(&e.service_action.unwrap_or(0).to_be_bytes());
+                    out.push(0);
+                    out.push((u8::from(rctd) << 1) | u8::from(e.service_action.is_some()));
+                    out.extend_from_slice(&(e.cdb_len() as u16).to_be_bytes());
+                    if rctd {
+                        timeouts(&mut out, e);
+                    }
+                }
+                let len = (out.len() - 4) as u32;
+                out[0..4].copy_from_slice(&len.to_be_bytes());
+            }
+            1..=3 => {
+                let has_sa = table::has_service_action(req_op);
+                if options == 1 && has_sa {
+                    return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into());
+                }
+                if options == 2 && !has_sa {
+                    return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into());
+                }
+                let found = COMMANDS
+                    .iter()
+                    .filter(visible)
+                    .find(|e| e.opcode == req_op && (!has_sa || e.service_action == Some(req_sa)));
+                match found {
+                    Some(e) => {
+                        out.push(0);
+                        out.push((u8::from(rctd) << 7) | 0x03); // CTDP, SUPPORT = 011b
+                        out.extend_from_slice(&(e.cdb_len() as u16).to_be_bytes());
+                        out.extend_from_slice(e.usage);
+                        if rctd {
+                            timeouts(&mut out, e);
+                        }
+                    }
+                    None => out.extend_from_slice(&[0, 0x01, 0, 0]), // not supported
+                }
+            }
+            _ => return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into()),
+        }
+        Ok(Self::respond(req, &out, alloc))
+    }
+
+    /// START STOP UNIT (SBC-4 5.25). The medium is not removable, so LOEJ is refused;
+    /// power condition changes are accepted and have no effect.
+    pub(crate) fn start_stop_unit(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let b4 = req.cdb[4];
+        let power_condition = b4 >> 4;
+        let loej = b4 & 0x02 != 0;
+        let start = b4 & 0x01 != 0;
+        match power_condition {
+            0x0 => {}
+            0x1 | 0x2 | 0x3 | 0x7 | 0xA | 0xB => return Ok(Outcome::GOOD),
+            _ => return Err(SenseInfo::invalid_cdb_field(4, Some(7)).into()),
+        }
+        if loej {
+            return Err(SenseInfo::invalid_cdb_field(4, Some(1)).into());
+        }
+        let mut st = self.state.lock();
+        st.started = start;
+        self.sync_fast(&st);
+        Ok(Outcome::GOOD)
+    }
+
+    /// PREVENT ALLOW MEDIUM REMOVAL (SBC-4 5.12): recorded per I_T nexus.
+    pub(crate) fn prevent_allow(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let prevent = req.cdb[4] & 0x03;
+        let mut st = self.state.lock();
+        match prevent {
+            0 => {
+                st.prevent.remove(&req.nexus);
+            }
+            1 => {
+                st.prevent.insert(req.nexus);
+            }
+            // 10b and 11b are obsolete.
+            _ => return Err(SenseInfo::invalid_cdb_field(4, Some(1)).into()),
+        }
+        Ok(Outcome::GOOD)
+    }
+
+    /// Whether some I_T nexus prevents medium removal.
+    pub fn removal_prevented(&self) -> bool {
+        !self.state.lock().prevent.is_empty()
+    }
+
+    /// Tells whether the unit is started.
+    pub fn is_started(&self) -> bool {
+        self.state.lock().started
+    }
+}
