@@ -1,0 +1,1711 @@
+//! One adapter of the SCSI Port model: its locks, queues, the deferred stage ("DPC"), the port
+//! tick and the recovery ladder. The public face is [`Adapter`](crate::Adapter).
+//!
+//! Data is split by who may touch it:
+//! - `incoming` (small mutex): requests submitters have handed over, not yet accepted.
+//! - `interrupt` (the *interrupt lock*): the miniport, the interrupt-side request table with the
+//!   SRB extensions, the notification latch, the LU extensions.
+//! - `runner` (the *DPC token*): per-LU queues, slot bookkeeping, adapter flags, timers,
+//!   recovery. Only the thread holding the token runs the deferred stage, so the deferred stage
+//!   never runs twice at once and needs no finer locking. Every call into the miniport after
+//!   initialization is made by the token holder (lock order: runner, then interrupt).
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::context::{Core, Latch, PortContext, SrbRef};
+use crate::handle::{CompletionSink, LogicalUnitInfo, PortEvent, PortEventSink, PortOptions};
+use crate::interrupt::{InterruptLine, InterruptTarget};
+use crate::miniport::{
+    AdapterControl, AdapterControlStatus, AdapterControlType, HwRoutine, Miniport,
+    PortConfiguration, SupportedControlTypeList,
+};
+use crate::srb::{Address, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status};
+use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
+
+thread_local! {
+    /// True while this thread holds some adapter's DPC token (runs the deferred stage).
+    static IN_DPC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// True when the calling thread is running a deferred stage (a completion sink or event sink
+/// callback): blocking on the port from here would deadlock.
+pub(crate) fn in_deferred_stage() -> bool {
+    IN_DPC.with(Cell::get)
+}
+
+/// A request handed over by a submitter.
+pub(crate) struct Incoming {
+    pub(crate) sink: u32,
+    pub(crate) srb: Srb,
+}
+
+/// Who gets the request back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A registered completion sink.
+    Sink(u32),
+    /// The port's own REQUEST SENSE for the LU's parked request.
+    RequestSense,
+    /// A recovery step (ABORT_COMMAND or RESET_LOGICAL_UNIT) for a timed-out request.
+    Recovery { target: SrbId },
+}
+
+struct Queued {
+    srb: Srb,
+    origin: Origin,
+    attempts: u32,
+}
+
+/// How far the recovery of a timed-out request has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    None,
+    Abort,
+    LuReset,
+    BusReset,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SlotMeta {
+    active: bool,
+    origin: Origin,
+    lu: u32,
+    generation: u32,
+    original_request: u64,
+    flags: SrbFlags,
+    tagged: bool,
+    attempts: u32,
+    timeout_left: u32,
+    stage: Stage,
+    stage_left: u32,
+}
+
+impl SlotMeta {
+    const FREE: SlotMeta = SlotMeta {
+        active: false,
+        origin: Origin::RequestSense,
+        lu: 0,
+        generation: 0,
+        original_request: 0,
+        flags: SrbFlags::NONE,
+        tagged: false,
+        attempts: 0,
+        timeout_left: 0,
+        stage: Stage::None,
+        stage_left: 0,
+    };
+}
+
+struct LuState {
+    address: Address,
+    queue: VecDeque<Queued>,
+    /// Requests that skip the frozen/locked checks (bypass flags, task management, the port's
+    /// REQUEST SENSE and recovery requests).
+    bypass: VecDeque<Queued>,
+    frozen: bool,
+    locked: bool,
+    /// A request the miniport answered BUSY, retried on the next tick.
+    busy: Option<Queued>,
+    /// A CHECK CONDITION request waiting for the port's REQUEST SENSE.
+    awaiting_sense: Option<Queued>,
+    outstanding: u32,
+    untagged_active: bool,
+    /// NextLuRequest seen since the last start on this LU.
+    more_allowed: bool,
+    in_ring: bool,
+    lu_reset_pending: bool,
+    counters: Arc<Counters>,
+}
+
+#[derive(Debug)]
+struct AdapterFlags {
+    /// Not waiting for NextRequest.
+    ready: bool,
+    disconnect_allowed: bool,
+    hold_off: u32,
+    /// Ticks left before the port gives up waiting for NextRequest.
+    adapter_timer: Option<u32>,
+    /// Interrupts masked by CallEnableInterrupts until CallDisableInterrupts.
+    masked: bool,
+    held_interrupt: bool,
+    held_timer: bool,
+    /// Stopped through adapter_control (requests held) or shut down.
+    stopping: bool,
+    stopped: bool,
+    shut_down: bool,
+}
+
+/// State only the DPC-token holder touches.
+pub(crate) struct Runner<M: Miniport> {
+    lus: Vec<LuState>,
+    lu_index: HashMap<Address, u32>,
+    ring: VecDeque<u32>,
+    slots: Vec<SlotMeta>,
+    free_slots: Vec<u32>,
+    adapter: AdapterFlags,
+    sinks: Vec<Arc<dyn CompletionSink>>,
+    incoming_spare: Vec<Incoming>,
+    snap: Latch<M>,
+    completed_buf: Vec<(u32, Srb)>,
+    out: Vec<(u32, Srb)>,
+    touched: Vec<u32>,
+    events_out: Vec<PortEvent>,
+    escalations: Vec<SrbId>,
+    timer_routine: Option<HwRoutine<M>>,
+    timer_generation: u64,
+    pending_enable: Option<HwRoutine<M>>,
+    pending_disable: Option<HwRoutine<M>>,
+    pending_dma_started: bool,
+    bus_resets_this_tick: Vec<u8>,
+    supported: SupportedControlTypeList,
+    config: Arc<PortConfiguration>,
+}
+
+pub(crate) struct InterruptState<M: Miniport> {
+    pub(crate) miniport: M,
+    pub(crate) core: Core<M>,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    shutdown_requested: bool,
+    shutdown_done: bool,
+    stop_requested: bool,
+    restart_requested: bool,
+    stopped: bool,
+    restarts_done: u64,
+}
+
+struct TimerState {
+    deadline: Option<(Instant, u64)>,
+    shutdown: bool,
+}
+
+pub(crate) struct TimerShared {
+    state: Mutex<TimerState>,
+    cv: Condvar,
+}
+
+impl TimerShared {
+    fn arm(&self, after: Duration, generation: u64) {
+        self.state.lock().deadline = Some((Instant::now() + after, generation));
+        self.cv.notify_one();
+    }
+    fn cancel(&self) {
+        self.state.lock().deadline = None;
+        self.cv.notify_one();
+    }
+    fn shutdown(&self) {
+        self.state.lock().shutdown = true;
+        self.cv.notify_one();
+    }
+}
+
+/// Blocking waits for `execute_and_wait` (sink 0 of every adapter).
+#[derive(Default)]
+pub(crate) struct SyncWaiter {
+    done: Mutex<Vec<Srb>>,
+    cv: Condvar,
+    next_ticket: AtomicU64,
+}
+
+impl CompletionSink for SyncWaiter {
+    fn complete(&self, srb: Srb) {
+        self.done.lock().push(srb);
+        self.cv.notify_all();
+    }
+}
+
+/// The adapter object: everything about one adapter, shared by its handles, its interrupt line
+/// and its timer thread.
+pub(crate) struct AdapterShared<M: Miniport> {
+    me: Weak<AdapterShared<M>>,
+    pub(crate) config: Arc<PortConfiguration>,
+    pub(crate) options: PortOptions,
+    pub(crate) shared: Arc<Shared>,
+    incoming: Mutex<Vec<Incoming>>,
+    new_sinks: Mutex<Vec<Arc<dyn CompletionSink>>>,
+    sink_count: AtomicU32,
+    pending: AtomicBool,
+    interrupt_pending: AtomicBool,
+    ticks_pending: AtomicU32,
+    timer_fired: AtomicU64,
+    control: Mutex<Control>,
+    control_cv: Condvar,
+    runner: Mutex<Runner<M>>,
+    pub(crate) interrupt: Mutex<InterruptState<M>>,
+    events: RwLock<Vec<Arc<dyn PortEventSink>>>,
+    pub(crate) lus: RwLock<Vec<LogicalUnitInfo>>,
+    lu_counters: RwLock<HashMap<Address, Arc<Counters>>>,
+    timer: Arc<TimerShared>,
+    sync: Arc<SyncWaiter>,
+    pub(crate) line: InterruptLine,
+    rescan_requested: AtomicBool,
+}
+
+impl<M: Miniport> InterruptTarget for AdapterShared<M> {
+    fn raise_interrupt(&self) {
+        self.interrupt_pending.store(true, Ordering::Release);
+        self.request_dpc();
+    }
+}
+
+/// Errors of the blocking helpers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// Called from a completion or event sink: the deferred stage would wait for itself.
+    #[error("blocking port call from inside the deferred stage would deadlock")]
+    WouldDeadlock,
+    /// The operation did not finish in the time allowed.
+    #[error("timed out")]
+    TimedOut,
+    /// The adapter does not support the adapter_control types needed.
+    #[error("adapter control type not supported by the miniport")]
+    Unsupported,
+}
+
+impl<M: Miniport> AdapterShared<M> {
+    pub(crate) fn new(
+        miniport: M,
+        config: PortConfiguration,
+        options: PortOptions,
+        line: InterruptLine,
+    ) -> Arc<Self> {
+        let slots = config.number_of_requests.clamp(1, 65_536) as usize;
+        let config = Arc::new(config);
+        let shared = Arc::new(Shared::default());
+        let sync = Arc::new(SyncWaiter::default());
+        let core = Core::new(slots, config.clone(), line.clone(), shared.clone());
+        let runner = Runner {
+            lus: Vec::new(),
+            lu_index: HashMap::new(),
+            ring: VecDeque::with_capacity(64),
+            slots: vec![SlotMeta::FREE; slots],
+            free_slots: (0..slots as u32).rev().collect(),
+            adapter: AdapterFlags {
+                ready: true,
+                disconnect_allowed: true,
+                hold_off: 0,
+                adapter_timer: None,
+                masked: false,
+                held_interrupt: false,
+                held_timer: false,
+                stopping: false,
+                stopped: false,
+                shut_down: false,
+            },
+            sinks: vec![sync.clone() as Arc<dyn CompletionSink>],
+            incoming_spare: Vec::with_capacity(64),
+            snap: Latch::new(slots),
+            completed_buf: Vec::with_capacity(slots),
+            out: Vec::with_capacity(slots),
+            touched: Vec::with_capacity(8),
+            events_out: Vec::new(),
+            escalations: Vec::new(),
+            timer_routine: None,
+            timer_generation: 0,
+            pending_enable: None,
+            pending_disable: None,
+            pending_dma_started: false,
+            bus_resets_this_tick: Vec::new(),
+            supported: SupportedControlTypeList::default(),
+            config: config.clone(),
+        };
+        let timer = Arc::new(TimerShared {
+            state: Mutex::new(TimerState {
+                deadline: None,
+                shutdown: false,
+            }),
+            cv: Condvar::new(),
+        });
+        Arc::new_cyclic(|me| AdapterShared {
+            me: me.clone(),
+            config,
+            options,
+            shared,
+            incoming: Mutex::new(Vec::with_capacity(64)),
+            new_sinks: Mutex::new(Vec::new()),
+            sink_count: AtomicU32::new(1),
+            pending: AtomicBool::new(false),
+            interrupt_pending: AtomicBool::new(false),
+            ticks_pending: AtomicU32::new(0),
+            timer_fired: AtomicU64::new(0),
+            control: Mutex::new(Control::default()),
+            control_cv: Condvar::new(),
+            runner: Mutex::new(runner),
+            interrupt: Mutex::new(InterruptState { miniport, core }),
+            events: RwLock::new(Vec::new()),
+            lus: RwLock::new(Vec::new()),
+            lu_counters: RwLock::new(HashMap::new()),
+            timer,
+            sync,
+            line,
+            rescan_requested: AtomicBool::new(false),
+        })
+    }
+
+    /// Connects the interrupt, calls `adapter_state(save)`, `initialize` and queries the
+    /// supported adapter-control types, then starts the timer thread. Runs on the caller of
+    /// `initialize`, before any request exists.
+    pub(crate) fn start(self: &Arc<Self>) -> bool {
+        let weak: Weak<dyn InterruptTarget> = self.me.clone();
+        self.line.connect(weak);
+        let ok = {
+            let mut r = self.runner.lock();
+            let ok = r.call(self, |m, ctx| {
+                m.adapter_state(true);
+                m.initialize(ctx)
+            });
+            if ok {
+                let mut list = SupportedControlTypeList::default();
+                r.call(self, |m, ctx| {
+                    m.adapter_control(ctx, AdapterControl::QuerySupportedControlTypes(&mut list))
+                });
+                r.supported = list;
+            }
+            ok
+        };
+        if !ok {
+            return false;
+        }
+        let weak = self.me.clone();
+        let timer = self.timer.clone();
+        let tick = self.options.tick;
+        let spawned = std::thread::Builder::new()
+            .name("scsiport-timer".into())
+            .spawn(move || timer_thread::<M>(weak, timer, tick));
+        if spawned.is_err() {
+            return false;
+        }
+        self.request_dpc();
+        true
+    }
+
+    pub(crate) fn register_sink(&self, sink: Arc<dyn CompletionSink>) -> u32 {
+        let mut new = self.new_sinks.lock();
+        let id = self.sink_count.fetch_add(1, Ordering::AcqRel);
+        new.push(sink);
+        id
+    }
+
+    pub(crate) fn submit(&self, sink: u32, srb: Srb) {
+        self.incoming.lock().push(Incoming { sink, srb });
+        self.request_dpc();
+    }
+
+    /// Makes sure the deferred stage runs: on this thread if no other thread is running it,
+    /// otherwise by the thread that is (it re-checks `pending` before giving the token back).
+    pub(crate) fn request_dpc(&self) {
+        self.pending.store(true, Ordering::Release);
+        loop {
+            let Some(mut runner) = self.runner.try_lock() else {
+                return;
+            };
+            let was = IN_DPC.with(|f| f.replace(true));
+            while self.pending.swap(false, Ordering::AcqRel) {
+                runner.round(self);
+            }
+            IN_DPC.with(|f| f.set(was));
+            drop(runner);
+            if !self.pending.load(Ordering::Acquire) {
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn tick(&self) {
+        self.ticks_pending.fetch_add(1, Ordering::AcqRel);
+        self.request_dpc();
+    }
+
+    pub(crate) fn execute_and_wait(&self, mut srb: Srb) -> Result<Srb, WaitError> {
+        if in_deferred_stage() {
+            return Err(WaitError::WouldDeadlock);
+        }
+        let ticket = self.sync.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let saved = srb.original_request;
+        srb.original_request = ticket;
+        self.submit(0, srb);
+        let mut done = self.sync.done.lock();
+        loop {
+            if let Some(pos) = done.iter().position(|s| s.original_request == ticket) {
+                let mut srb = done.swap_remove(pos);
+                srb.original_request = saved;
+                return Ok(srb);
+            }
+            self.sync.cv.wait(&mut done);
+        }
+    }
+
+    pub(crate) fn subscribe(&self, sink: Arc<dyn PortEventSink>) {
+        self.events.write().push(sink);
+    }
+
+    pub(crate) fn lu_counters(&self, a: Address) -> Option<Arc<Counters>> {
+        self.lu_counters.read().get(&a).cloned()
+    }
+
+    fn wait_control(
+        &self,
+        timeout: Duration,
+        mut done: impl FnMut(&Control) -> bool,
+    ) -> Result<(), WaitError> {
+        if in_deferred_stage() {
+            return Err(WaitError::WouldDeadlock);
+        }
+        let deadline = Instant::now() + timeout;
+        let mut c = self.control.lock();
+        while !done(&c) {
+            if self.control_cv.wait_until(&mut c, deadline).timed_out() && !done(&c) {
+                return Err(WaitError::TimedOut);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn shutdown(&self) -> Result<(), WaitError> {
+        self.control.lock().shutdown_requested = true;
+        self.request_dpc();
+        self.wait_control(Duration::from_secs(3600), |c| c.shutdown_done)
+    }
+
+    pub(crate) fn stop(&self, timeout: Duration) -> Result<(), WaitError> {
+        {
+            let r = self.runner.lock();
+            if !r.supported.is_supported(AdapterControlType::StopAdapter) {
+                return Err(WaitError::Unsupported);
+            }
+        }
+        self.control.lock().stop_requested = true;
+        self.request_dpc();
+        self.wait_control(timeout, |c| c.stopped || c.shutdown_done)
+    }
+
+    pub(crate) fn restart(&self, timeout: Duration) -> Result<(), WaitError> {
+        let target = {
+            let mut c = self.control.lock();
+            c.restart_requested = true;
+            c.restarts_done + 1
+        };
+        self.request_dpc();
+        self.wait_control(timeout, |c| c.restarts_done >= target || c.shutdown_done)
+    }
+
+    /// Runs `f` under the interrupt lock with the miniport and the port services
+    /// (`KeSynchronizeExecution`), then the deferred stage.
+    pub(crate) fn synchronize<R>(&self, f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R) -> R {
+        let r = {
+            let mut g = self.interrupt.lock();
+            let st = &mut *g;
+            f(&mut st.miniport, &mut PortContext { core: &mut st.core })
+        };
+        self.request_dpc();
+        r
+    }
+
+    pub(crate) fn emit_events(&self, events: &mut Vec<PortEvent>) {
+        if events.is_empty() {
+            return;
+        }
+        let sinks: Vec<_> = self.events.read().clone();
+        for e in events.drain(..) {
+            for s in &sinks {
+                s.port_event(&e);
+            }
+        }
+    }
+
+    fn spawn_rescan(&self) {
+        if self.rescan_requested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Some(me) = self.me.upgrade() else { return };
+        let _ = std::thread::Builder::new()
+            .name("scsiport-rescan".into())
+            .spawn(move || {
+                me.rescan_requested.store(false, Ordering::Release);
+                let adapter = crate::handle::Adapter::from_shared(me);
+                adapter.rescan();
+            });
+    }
+}
+
+fn timer_thread<M: Miniport>(
+    adapter: Weak<AdapterShared<M>>,
+    timer: Arc<TimerShared>,
+    tick: Option<Duration>,
+) {
+    let mut next_tick = tick.map(|t| Instant::now() + t);
+    loop {
+        let (fire, do_tick) = {
+            let mut st = timer.state.lock();
+            loop {
+                if st.shutdown {
+                    return;
+                }
+                let now = Instant::now();
+                let timer_due = st.deadline.is_some_and(|(d, _)| d <= now);
+                let tick_due = next_tick.is_some_and(|t| t <= now);
+                if timer_due || tick_due {
+                    break;
+                }
+                let wake = match (st.deadline.map(|(d, _)| d), next_tick) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                match wake {
+                    Some(w) => {
+                        timer.cv.wait_until(&mut st, w);
+                    }
+                    None => timer.cv.wait(&mut st),
+                }
+            }
+            let now = Instant::now();
+            let fire = match st.deadline {
+                Some((d, g)) if d <= now => {
+                    st.deadline = None;
+                    Some(g)
+                }
+                _ => None,
+            };
+            let do_tick = match (next_tick, tick) {
+                (Some(t), Some(period)) if t <= now => {
+                    next_tick = Some(t + period);
+                    true
+                }
+                _ => false,
+            };
+            (fire, do_tick)
+        };
+        let Some(a) = adapter.upgrade() else { return };
+        if let Some(g) = fire {
+            a.timer_fired.store(g, Ordering::Release);
+        }
+        if do_tick {
+            a.ticks_pending.fetch_add(1, Ordering::AcqRel);
+        }
+        a.request_dpc();
+    }
+}
+
+fn is_busy(srb: &Srb) -> bool {
+    let s = srb.srb_status.status();
+    s == SrbStatus::BUSY
+        || (s == SrbStatus::ERROR
+            && (srb.scsi_status == scsi_status::BUSY || srb.scsi_status == scsi_status::QUEUE_FULL))
+}
+
+/// Whether a completed EXECUTE_SCSI request freezes its LU queue: every failure except a data
+/// underrun, unless NO_QUEUE_FREEZE.
+fn freezes(srb: &Srb) -> bool {
+    srb.function == SrbFunction::ExecuteScsi
+        && !srb.flags.contains(SrbFlags::NO_QUEUE_FREEZE)
+        && !matches!(
+            srb.srb_status.status(),
+            SrbStatus::SUCCESS | SrbStatus::DATA_OVERRUN | SrbStatus::REQUEST_FLUSHED
+        )
+}
+
+impl<M: Miniport> Runner<M> {
+    /// Calls into the miniport under the interrupt lock, then takes the latched notifications
+    /// (`SpiSaveInterruptData`) and acts on them after the lock is released.
+    fn call<R>(
+        &mut self,
+        sh: &AdapterShared<M>,
+        f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
+    ) -> R {
+        let r = {
+            let mut g = sh.interrupt.lock();
+            let st = &mut *g;
+            let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
+            self.snapshot(&mut st.core);
+            r
+        };
+        self.process_latch(sh);
+        r
+    }
+
+    fn snapshot(&mut self, core: &mut Core<M>) {
+        for slot in core.latch.completed.drain(..) {
+            let e = &mut core.active[slot as usize];
+            e.completed = false;
+            if let Some(srb) = e.srb.take() {
+                self.completed_buf.push((slot, srb));
+            }
+        }
+        let l = &mut core.latch;
+        let s = &mut self.snap;
+        s.next_request |= std::mem::take(&mut l.next_request);
+        s.ready_lus.append(&mut l.ready_lus);
+        s.reset_detected |= std::mem::take(&mut l.reset_detected);
+        if let Some(t) = l.timer.take() {
+            s.timer = Some(t);
+        }
+        s.bus_changes.append(&mut l.bus_changes);
+        if let Some(cb) = l.enable_interrupts.take() {
+            s.enable_interrupts = Some(cb);
+        }
+        if let Some(cb) = l.disable_interrupts.take() {
+            s.disable_interrupts = Some(cb);
+        }
+        s.wmi_events.append(&mut l.wmi_events);
+        s.map_transfer |= std::mem::take(&mut l.map_transfer);
+    }
+
+    /// The body of the seed's `ScsiPortDpcForIsr`, minus the calls into the miniport, which are
+    /// left to [`run_deferred`](Self::run_deferred).
+    fn process_latch(&mut self, sh: &AdapterShared<M>) {
+        if let Some((routine, micros)) = self.snap.timer.take() {
+            self.timer_generation += 1;
+            match routine {
+                Some(r) if micros > 0 => {
+                    self.timer_routine = Some(r);
+                    sh.timer
+                        .arm(Duration::from_micros(micros as u64), self.timer_generation);
+                }
+                _ => {
+                    self.timer_routine = None;
+                    sh.timer.cancel();
+                }
+            }
+        }
+        if std::mem::take(&mut self.snap.next_request) && self.adapter.disconnect_allowed {
+            self.adapter.ready = true;
+            self.adapter.adapter_timer = None;
+        }
+        while let Some(addr) = self.snap.ready_lus.pop() {
+            if let Some(&lu) = self.lu_index.get(&addr) {
+                self.lus[lu as usize].more_allowed = true;
+                self.kick(lu);
+            }
+        }
+        if std::mem::take(&mut self.snap.reset_detected) {
+            self.adapter.hold_off = self.adapter.hold_off.max(sh.options.reset_hold_off_ticks);
+            sh.shared.counters.reset();
+            self.events_out.push(PortEvent::ResetDetected);
+        }
+        while let Some(path_id) = self.snap.bus_changes.pop() {
+            self.events_out
+                .push(PortEvent::BusChangeDetected { path_id });
+            sh.spawn_rescan();
+        }
+        if let Some(cb) = self.snap.enable_interrupts.take() {
+            self.adapter.masked = true;
+            self.pending_enable = Some(cb);
+        }
+        if let Some(cb) = self.snap.disable_interrupts.take() {
+            self.pending_disable = Some(cb);
+        }
+        for e in self.snap.wmi_events.drain(..) {
+            self.events_out.push(PortEvent::Wmi(e));
+        }
+        if std::mem::take(&mut self.snap.map_transfer) {
+            self.pending_dma_started = true;
+        }
+        let mut buf = std::mem::take(&mut self.completed_buf);
+        for (slot, srb) in buf.drain(..) {
+            self.on_complete(sh, slot, srb);
+        }
+        self.completed_buf = buf;
+    }
+
+    /// One pass of the deferred stage.
+    fn round(&mut self, sh: &AdapterShared<M>) {
+        {
+            let mut new = sh.new_sinks.lock();
+            self.sinks.append(&mut new);
+        }
+        self.control(sh);
+        {
+            let mut inc = sh.incoming.lock();
+            std::mem::swap(&mut *inc, &mut self.incoming_spare);
+        }
+        let mut incoming = std::mem::take(&mut self.incoming_spare);
+        for inc in incoming.drain(..) {
+            self.accept(sh, inc);
+        }
+        self.incoming_spare = incoming;
+
+        let ticks = sh.ticks_pending.swap(0, Ordering::AcqRel);
+        for _ in 0..ticks {
+            self.tick(sh);
+        }
+        let fired = sh.timer_fired.swap(0, Ordering::AcqRel);
+        if (fired != 0 && fired == self.timer_generation)
+            || (self.adapter.held_timer && !self.adapter.masked)
+        {
+            if self.adapter.masked {
+                self.adapter.held_timer = true;
+            } else {
+                self.adapter.held_timer = false;
+                if let Some(routine) = self.timer_routine.take() {
+                    self.call(sh, routine);
+                }
+            }
+        }
+        if sh.interrupt_pending.swap(false, Ordering::AcqRel) {
+            self.interrupt(sh);
+        }
+        self.run_deferred(sh);
+        self.dispatch(sh);
+        self.deliver(sh);
+    }
+
+    fn interrupt(&mut self, sh: &AdapterShared<M>) {
+        if self.adapter.masked || self.adapter.stopped {
+            self.adapter.held_interrupt = true;
+            return;
+        }
+        let claimed = self.call(sh, |m, ctx| m.interrupt(ctx));
+        if !claimed {
+            sh.shared.count_spurious_interrupt();
+        }
+    }
+
+    /// Miniport calls requested by notifications: the enable/disable-interrupts callbacks,
+    /// `dma_started`, and recovery escalations decided while completing requests.
+    fn run_deferred(&mut self, sh: &AdapterShared<M>) {
+        loop {
+            if let Some(cb) = self.pending_enable.take() {
+                // Runs with the adapter's interrupt masked: `interrupt`, `start_io` and the
+                // timer routine are held until CallDisableInterrupts.
+                self.call(sh, cb);
+                continue;
+            }
+            if let Some(cb) = self.pending_disable.take() {
+                self.call(sh, cb);
+                self.adapter.masked = false;
+                if std::mem::take(&mut self.adapter.held_interrupt) {
+                    self.interrupt(sh);
+                }
+                continue;
+            }
+            if std::mem::take(&mut self.pending_dma_started) {
+                self.call(sh, |m, ctx| m.dma_started(ctx));
+                continue;
+            }
+            if let Some(target) = self.escalations.pop() {
+                self.escalate(sh, target);
+                continue;
+            }
+            break;
+        }
+    }
+
+    fn deliver(&mut self, sh: &AdapterShared<M>) {
+        for (sink, srb) in self.out.drain(..) {
+            if let Some(s) = self.sinks.get(sink as usize) {
+                s.complete(srb);
+                if !self.touched.contains(&sink) {
+                    self.touched.push(sink);
+                }
+            }
+        }
+        for sink in self.touched.drain(..) {
+            self.sinks[sink as usize].batch_done();
+        }
+        sh.emit_events(&mut self.events_out);
+    }
+
+    fn lu(&mut self, sh: &AdapterShared<M>, address: Address) -> u32 {
+        if let Some(&i) = self.lu_index.get(&address) {
+            return i;
+        }
+        let counters = Arc::new(Counters::default());
+        sh.lu_counters.write().insert(address, counters.clone());
+        let i = self.lus.len() as u32;
+        self.lus.push(LuState {
+            address,
+            queue: VecDeque::with_capacity(16),
+            bypass: VecDeque::with_capacity(4),
+            frozen: false,
+            locked: false,
+            busy: None,
+            awaiting_sense: None,
+            outstanding: 0,
+            untagged_active: false,
+            more_allowed: false,
+            in_ring: false,
+            lu_reset_pending: false,
+            counters,
+        });
+        self.lu_index.insert(address, i);
+        i
+    }
+
+    /// Puts the LU on the dispatch ring if it has queued work.
+    fn kick(&mut self, lu: u32) {
+        let l = &mut self.lus[lu as usize];
+        if !l.in_ring && (!l.queue.is_empty() || !l.bypass.is_empty()) {
+            l.in_ring = true;
+            self.ring.push_back(lu);
+        }
+    }
+
+    fn kick_all(&mut self) {
+        for lu in 0..self.lus.len() as u32 {
+            self.kick(lu);
+        }
+    }
+
+    /// Completes a request to its submitter (statistics, then the delivery buffer).
+    fn finish(&mut self, sh: &AdapterShared<M>, lu: Option<u32>, origin: Origin, srb: Srb) {
+        let Origin::Sink(sink) = origin else { return };
+        if srb.function == SrbFunction::ExecuteScsi {
+            let ok = srb.srb_status.is_success();
+            let bytes = srb.data_transfer_length as u64;
+            let op = srb.cdb.opcode();
+            sh.shared.counters.record_completion(op, ok, bytes);
+            if let Some(lu) = lu {
+                self.lus[lu as usize]
+                    .counters
+                    .record_completion(op, ok, bytes);
+            }
+        }
+        let status = srb.srb_status.status();
+        let lu_counters = lu.map(|l| self.lus[l as usize].counters.clone());
+        if status == SrbStatus::REQUEST_FLUSHED {
+            sh.shared.counters.flushed();
+            if let Some(c) = &lu_counters {
+                c.flushed();
+            }
+        } else if status == SrbStatus::ABORTED {
+            sh.shared.counters.aborted();
+            if let Some(c) = &lu_counters {
+                c.aborted();
+            }
+        }
+        self.out.push((sink, srb));
+    }
+
+    /// Completes a request the port answers itself, without the miniport.
+    fn port_complete(
+        &mut self,
+        sh: &AdapterShared<M>,
+        lu: Option<u32>,
+        origin: Origin,
+        mut srb: Srb,
+        status: SrbStatus,
+    ) {
+        srb.srb_status = status;
+        if status != SrbStatus::SUCCESS {
+            srb.data_transfer_length = 0;
+        }
+        self.finish(sh, lu, origin, srb);
+    }
+
+    /// A request handed over by a submitter (`ScsiPortDispatch`/`IoStartPacket` side).
+    fn accept(&mut self, sh: &AdapterShared<M>, inc: Incoming) {
+        let Incoming { sink, mut srb } = inc;
+        let origin = Origin::Sink(sink);
+        srb.srb_status = SrbStatus::PENDING;
+        srb.requested_length = srb.data_transfer_length;
+        srb.queue_tag = SP_UNTAGGED;
+        srb.next_srb = None;
+        srb.sense_info_buffer_length = srb
+            .sense_info_buffer_length
+            .min(crate::srb::SENSE_BUFFER_SIZE as u8);
+        if self.adapter.shut_down {
+            return self.port_complete(sh, None, origin, srb, SrbStatus::NO_HBA);
+        }
+        let c = &sh.config;
+        let a = srb.address;
+        let invalid = if a.path_id >= c.number_of_buses {
+            Some(SrbStatus::INVALID_PATH_ID)
+        } else if a.target_id >= c.maximum_number_of_targets {
+            Some(SrbStatus::INVALID_TARGET_ID)
+        } else if a.lun >= c.maximum_number_of_logical_units {
+            Some(SrbStatus::INVALID_LUN)
+        } else if (srb.data.len() as u64) < srb.data_transfer_length as u64 {
+            Some(SrbStatus::BAD_SRB_BLOCK_LENGTH)
+        } else if srb.function == SrbFunction::ExecuteScsi && srb.cdb.is_empty() {
+            Some(SrbStatus::INVALID_REQUEST)
+        } else {
+            None
+        };
+        if let Some(status) = invalid {
+            return self.port_complete(sh, None, origin, srb, status);
+        }
+        let lu = self.lu(sh, a);
+        let q = Queued {
+            srb,
+            origin,
+            attempts: 0,
+        };
+        match q.srb.function {
+            SrbFunction::ExecuteScsi | SrbFunction::IoControl => self.enqueue(lu, q),
+            SrbFunction::Wmi => {
+                if c.wmi_data_provider {
+                    self.enqueue(lu, q)
+                } else {
+                    self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::INVALID_REQUEST)
+                }
+            }
+            SrbFunction::Flush | SrbFunction::Shutdown => {
+                if c.caches_data {
+                    self.enqueue(lu, q)
+                } else {
+                    self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                }
+            }
+            SrbFunction::ReleaseQueue => {
+                self.lus[lu as usize].frozen = false;
+                self.kick(lu);
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+            }
+            SrbFunction::FlushQueue => {
+                if !self.lus[lu as usize].frozen {
+                    return self.port_complete(
+                        sh,
+                        Some(lu),
+                        origin,
+                        q.srb,
+                        SrbStatus::INVALID_REQUEST,
+                    );
+                }
+                let mut flushed = std::mem::take(&mut self.lus[lu as usize].queue);
+                for f in flushed.drain(..) {
+                    self.port_complete(sh, Some(lu), f.origin, f.srb, SrbStatus::REQUEST_FLUSHED);
+                }
+                self.lus[lu as usize].queue = flushed;
+                self.lus[lu as usize].frozen = false;
+                self.kick(lu);
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+            }
+            SrbFunction::LockQueue => {
+                self.lus[lu as usize].locked = true;
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+            }
+            SrbFunction::UnlockQueue => {
+                if !q.srb.flags.contains(SrbFlags::BYPASS_LOCKED_QUEUE) {
+                    return self.port_complete(
+                        sh,
+                        Some(lu),
+                        origin,
+                        q.srb,
+                        SrbStatus::INVALID_REQUEST,
+                    );
+                }
+                self.lus[lu as usize].locked = false;
+                self.kick(lu);
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+            }
+            SrbFunction::AbortCommand => self.accept_abort(sh, lu, q),
+            SrbFunction::ResetDevice | SrbFunction::ResetLogicalUnit => {
+                self.lus[lu as usize].bypass.push_back(q);
+                self.kick(lu);
+            }
+            SrbFunction::ResetBus => {
+                let path = a.path_id;
+                let ok = self.port_reset_bus(sh, path);
+                let status = if ok {
+                    SrbStatus::SUCCESS
+                } else {
+                    SrbStatus::ERROR
+                };
+                self.port_complete(sh, Some(lu), origin, q.srb, status)
+            }
+        }
+    }
+
+    fn enqueue(&mut self, lu: u32, q: Queued) {
+        let l = &mut self.lus[lu as usize];
+        if q.srb
+            .flags
+            .intersects(SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE)
+        {
+            l.bypass.push_back(q);
+        } else {
+            l.queue.push_back(q);
+        }
+        self.kick(lu);
+    }
+
+    fn accept_abort(&mut self, sh: &AdapterShared<M>, lu: u32, mut q: Queued) {
+        let sink = q.origin;
+        let target = q.srb.abort_target;
+        let matches = |x: &Queued| x.origin == sink && x.srb.original_request == target;
+        // Still in the port: the port completes it itself.
+        let l = &mut self.lus[lu as usize];
+        let found = if let Some(pos) = l.queue.iter().position(matches) {
+            l.queue.remove(pos)
+        } else if let Some(pos) = l.bypass.iter().position(matches) {
+            l.bypass.remove(pos)
+        } else if l.busy.as_ref().is_some_and(matches) {
+            l.busy.take()
+        } else if l.awaiting_sense.as_ref().is_some_and(matches) {
+            l.awaiting_sense.take()
+        } else {
+            None
+        };
+        if let Some(t) = found {
+            self.port_complete(sh, Some(lu), t.origin, t.srb, SrbStatus::ABORTED);
+            self.kick(lu);
+            return self.port_complete(sh, Some(lu), q.origin, q.srb, SrbStatus::SUCCESS);
+        }
+        // In the miniport: hand the abort down with NextSrb set.
+        let active = self.slots.iter().enumerate().find(|(_, m)| {
+            m.active && m.lu == lu && m.origin == sink && m.original_request == target
+        });
+        match active {
+            Some((slot, m)) => {
+                q.srb.next_srb = Some(SrbId {
+                    slot: slot as u32,
+                    generation: m.generation,
+                });
+                self.lus[lu as usize].bypass.push_back(q);
+                self.kick(lu);
+            }
+            None => self.port_complete(sh, Some(lu), q.origin, q.srb, SrbStatus::ABORT_FAILED),
+        }
+    }
+
+    fn is_tagged(&self, srb: &Srb) -> bool {
+        let c = &*self.config;
+        !srb.flags.contains(SrbFlags::DISABLE_DISCONNECT)
+            && ((c.tagged_queuing && srb.flags.contains(SrbFlags::QUEUE_ACTION_ENABLE))
+                || c.multiple_request_per_lu)
+    }
+
+    /// `true` when the LU may start its bypass head (`Some(true)`) or queue head (`Some(false)`).
+    fn startable(&self, lu: u32, max_depth: u32) -> Option<bool> {
+        let l = &self.lus[lu as usize];
+        if !l.bypass.is_empty() {
+            return Some(true);
+        }
+        let head = l.queue.front()?;
+        if l.frozen || l.locked || l.busy.is_some() || l.awaiting_sense.is_some() {
+            return None;
+        }
+        if l.outstanding == 0 {
+            return Some(false);
+        }
+        if l.untagged_active {
+            return None;
+        }
+        if self.is_tagged(&head.srb) && l.more_allowed && l.outstanding < max_depth {
+            return Some(false);
+        }
+        None
+    }
+
+    /// Starts requests while the adapter takes them (`IoStartNextPacket` / `ScsiPortStartIo`).
+    fn dispatch(&mut self, sh: &AdapterShared<M>) {
+        let max_depth = sh.config.max_queue_depth_per_lu.max(1);
+        loop {
+            self.run_deferred(sh);
+            let a = &self.adapter;
+            if !a.ready || a.hold_off > 0 || a.masked || a.stopping || a.stopped || a.shut_down {
+                return;
+            }
+            if self.free_slots.is_empty() {
+                return;
+            }
+            let mut picked = None;
+            for _ in 0..self.ring.len() {
+                let Some(lu) = self.ring.pop_front() else {
+                    break;
+                };
+                self.lus[lu as usize].in_ring = false;
+                if let Some(bypass) = self.startable(lu, max_depth) {
+                    picked = Some((lu, bypass));
+                    break;
+                }
+            }
+            let Some((lu, bypass)) = picked else { return };
+            let l = &mut self.lus[lu as usize];
+            let q = if bypass {
+                l.bypass.pop_front()
+            } else {
+                l.queue.pop_front()
+            };
+            self.kick(lu);
+            if let Some(q) = q {
+                self.start(sh, lu, q);
+            }
+        }
+    }
+
+    /// `ScsiPortStartPacket`: gives one request to `start_io`.
+    fn start(&mut self, sh: &AdapterShared<M>, lu: u32, q: Queued) {
+        let Some(slot) = self.free_slots.pop() else {
+            // Cannot happen (dispatch checked), but never lose a request.
+            self.lus[lu as usize].queue.push_front(q);
+            return;
+        };
+        let Queued {
+            mut srb,
+            origin,
+            attempts,
+        } = q;
+        let tagged = self.is_tagged(&srb);
+        srb.queue_tag = if tagged { slot } else { SP_UNTAGGED };
+        srb.srb_status = SrbStatus::PENDING;
+        let timeout = if srb.time_out_value == 0 {
+            sh.options.default_timeout
+        } else {
+            srb.time_out_value
+        };
+        let l = &mut self.lus[lu as usize];
+        l.outstanding += 1;
+        l.more_allowed = false;
+        if !tagged {
+            l.untagged_active = true;
+        }
+        self.adapter.ready = false;
+        if srb.flags.contains(SrbFlags::DISABLE_DISCONNECT) {
+            self.adapter.disconnect_allowed = false;
+        }
+        self.adapter.adapter_timer = Some(timeout);
+        let address = srb.address;
+        let generation = self.slots[slot as usize].generation.wrapping_add(1);
+        self.slots[slot as usize] = SlotMeta {
+            active: true,
+            origin,
+            lu,
+            generation,
+            original_request: srb.original_request,
+            flags: srb.flags,
+            tagged,
+            attempts,
+            timeout_left: timeout,
+            stage: Stage::None,
+            stage_left: 0,
+        };
+        self.call(sh, |m, ctx| {
+            let core = &mut *ctx.core;
+            core.lu_ext.entry(address).or_default();
+            let e = &mut core.active[slot as usize];
+            e.generation = generation;
+            e.srb = Some(srb);
+            e.completed = false;
+            let r = SrbRef {
+                id: SrbId { slot, generation },
+            };
+            m.start_io(ctx, r)
+        });
+    }
+
+    /// A request came back from the miniport (`SpiProcessCompletedRequest`).
+    fn on_complete(&mut self, sh: &AdapterShared<M>, slot: u32, mut srb: Srb) {
+        let meta = self.slots[slot as usize];
+        self.slots[slot as usize].active = false;
+        self.free_slots.push(slot);
+        let lu = meta.lu;
+        {
+            let l = &mut self.lus[lu as usize];
+            l.outstanding = l.outstanding.saturating_sub(1);
+            if !meta.tagged {
+                l.untagged_active = false;
+            }
+        }
+        if meta.flags.contains(SrbFlags::DISABLE_DISCONNECT) {
+            self.adapter.disconnect_allowed = true;
+            self.adapter.ready = true;
+            self.adapter.adapter_timer = None;
+        }
+        if srb.srb_status.status() == SrbStatus::PENDING {
+            srb.srb_status = SrbStatus::ERROR;
+            sh.shared.log_error(ErrorLogEntry {
+                address: srb.address,
+                code: ErrorCode::ProtocolError,
+                unique_id: 1,
+                queue_tag: Some(srb.queue_tag),
+            });
+        }
+        self.kick(lu);
+        match meta.origin {
+            Origin::RequestSense => self.sense_done(sh, lu, srb),
+            Origin::Recovery { target } => {
+                if srb.function == SrbFunction::ResetLogicalUnit {
+                    self.lus[lu as usize].lu_reset_pending = false;
+                    if srb.srb_status.is_success() {
+                        self.lu_reset_reported(sh, lu);
+                    }
+                }
+                if self.is_active(target) {
+                    self.escalations.push(target);
+                }
+            }
+            Origin::Sink(_) => {
+                if matches!(
+                    srb.function,
+                    SrbFunction::ResetLogicalUnit | SrbFunction::ResetDevice
+                ) && srb.srb_status.is_success()
+                {
+                    self.lu_reset_reported(sh, lu);
+                }
+                let bypass = meta
+                    .flags
+                    .intersects(SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE);
+                if srb.function == SrbFunction::ExecuteScsi && is_busy(&srb) && !bypass {
+                    return self.busy(sh, lu, meta, srb);
+                }
+                let wants_sense = srb.function == SrbFunction::ExecuteScsi
+                    && srb.srb_status.status() == SrbStatus::ERROR
+                    && srb.scsi_status == scsi_status::CHECK_CONDITION
+                    && !srb.srb_status.autosense_valid()
+                    && srb.sense_info_buffer_length > 0
+                    && !srb.flags.contains(SrbFlags::DISABLE_AUTOSENSE)
+                    && !sh.config.auto_request_sense;
+                if wants_sense && self.lus[lu as usize].awaiting_sense.is_none() {
+                    return self.request_sense(lu, meta, srb);
+                }
+                if freezes(&srb) {
+                    self.lus[lu as usize].frozen = true;
+                    srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
+                }
+                self.finish(sh, Some(lu), meta.origin, srb);
+            }
+        }
+    }
+
+    fn lu_reset_reported(&mut self, sh: &AdapterShared<M>, lu: u32) {
+        self.lus[lu as usize].counters.reset();
+        sh.shared.counters.reset();
+        self.events_out.push(PortEvent::LogicalUnitReset {
+            address: self.lus[lu as usize].address,
+        });
+    }
+
+    /// BUSY / QUEUE FULL: park the request for the next tick, up to the retry limit, then
+    /// freeze the queue and fail it.
+    fn busy(&mut self, sh: &AdapterShared<M>, lu: u32, meta: SlotMeta, mut srb: Srb) {
+        sh.shared.counters.busy();
+        self.lus[lu as usize].counters.busy();
+        let l = &mut self.lus[lu as usize];
+        let attempts = meta.attempts + 1;
+        srb.srb_status = SrbStatus::PENDING;
+        srb.scsi_status = scsi_status::GOOD;
+        srb.data_transfer_length = srb.requested_length;
+        let q = Queued {
+            srb,
+            origin: meta.origin,
+            attempts,
+        };
+        if l.frozen || l.busy.is_some() {
+            l.queue.push_front(q);
+            return;
+        }
+        if attempts <= sh.options.busy_retry_limit {
+            l.busy = Some(q);
+            return;
+        }
+        let mut srb = q.srb;
+        l.frozen = true;
+        srb.srb_status = SrbStatus::BUSY.with(SrbStatus::QUEUE_FROZEN);
+        srb.data_transfer_length = 0;
+        self.finish(sh, Some(lu), meta.origin, srb);
+    }
+
+    /// The adapter has no autosense: park the request and send REQUEST SENSE first.
+    fn request_sense(&mut self, lu: u32, meta: SlotMeta, srb: Srb) {
+        let len = srb.sense_info_buffer_length;
+        let mut rs = Srb::function(SrbFunction::ExecuteScsi, srb.address);
+        rs.cdb = crate::srb::Cdb::new(&[0x03, 0, 0, 0, len, 0]).unwrap_or_default();
+        rs.data = vec![0; len as usize];
+        rs.data_transfer_length = len as u32;
+        rs.flags = SrbFlags::DATA_IN
+            | SrbFlags::BYPASS_FROZEN_QUEUE
+            | SrbFlags::DISABLE_DISCONNECT
+            | SrbFlags::NO_QUEUE_FREEZE;
+        rs.flags.insert(SrbFlags(
+            srb.flags.0 & (SrbFlags::BYPASS_LOCKED_QUEUE.0 | SrbFlags::DISABLE_SYNCH_TRANSFER.0),
+        ));
+        rs.time_out_value = 2;
+        rs.nexus = srb.nexus;
+        let l = &mut self.lus[lu as usize];
+        l.awaiting_sense = Some(Queued {
+            srb,
+            origin: meta.origin,
+            attempts: meta.attempts,
+        });
+        l.bypass.push_front(Queued {
+            srb: rs,
+            origin: Origin::RequestSense,
+            attempts: 0,
+        });
+        self.kick(lu);
+    }
+
+    fn sense_done(&mut self, sh: &AdapterShared<M>, lu: u32, rs: Srb) {
+        let Some(parked) = self.lus[lu as usize].awaiting_sense.take() else {
+            return; // the parked request was aborted meanwhile
+        };
+        let mut srb = parked.srb;
+        let s = rs.srb_status.status();
+        if s == SrbStatus::SUCCESS || s == SrbStatus::DATA_OVERRUN {
+            let n = (rs.data_transfer_length as usize)
+                .min(srb.sense_info_buffer_length as usize)
+                .min(rs.data.len());
+            srb.sense_info_buffer[..n].copy_from_slice(&rs.data[..n]);
+            srb.sense_info_buffer_length = n as u8;
+            srb.srb_status = srb.srb_status.with(SrbStatus::AUTOSENSE_VALID);
+        } else {
+            srb.srb_status = SrbStatus::REQUEST_SENSE_FAILED;
+        }
+        if freezes(&srb) {
+            self.lus[lu as usize].frozen = true;
+            srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
+        }
+        self.kick(lu);
+        self.finish(sh, Some(lu), parked.origin, srb);
+    }
+
+    fn is_active(&self, id: SrbId) -> bool {
+        let m = &self.slots[id.slot as usize];
+        m.active && m.generation == id.generation
+    }
+
+    /// The 1 s port tick (`ScsiPortIoTimer`): reset hold-off, BUSY retries, the adapter's
+    /// NextRequest timer, request timeouts and the recovery ladder.
+    fn tick(&mut self, sh: &AdapterShared<M>) {
+        self.bus_resets_this_tick.clear();
+        if self.adapter.hold_off > 0 {
+            self.adapter.hold_off -= 1;
+            if self.adapter.hold_off == 0 {
+                self.adapter.ready = true;
+                self.adapter.disconnect_allowed = true;
+                self.adapter.adapter_timer = None;
+                self.kick_all();
+            }
+        }
+        for lu in 0..self.lus.len() {
+            let l = &mut self.lus[lu];
+            if !l.frozen
+                && let Some(q) = l.busy.take()
+            {
+                l.queue.push_front(q);
+                self.kick(lu as u32);
+            }
+        }
+        if !self.adapter.ready
+            && self.adapter.hold_off == 0
+            && let Some(t) = self.adapter.adapter_timer.as_mut()
+        {
+            {
+                *t = t.saturating_sub(1);
+                if *t == 0 {
+                    // The miniport never asked for the next request: reset every bus.
+                    self.adapter.adapter_timer = None;
+                    sh.shared.log_error(ErrorLogEntry {
+                        address: Address::default(),
+                        code: ErrorCode::RequestTimeout,
+                        unique_id: 2,
+                        queue_tag: None,
+                    });
+                    for path in 0..sh.config.number_of_buses {
+                        self.port_reset_bus(sh, path);
+                    }
+                }
+            }
+        }
+        for slot in 0..self.slots.len() {
+            let m = &mut self.slots[slot];
+            if !m.active {
+                continue;
+            }
+            let id = SrbId {
+                slot: slot as u32,
+                generation: m.generation,
+            };
+            if m.stage != Stage::None {
+                m.stage_left = m.stage_left.saturating_sub(1);
+                if m.stage_left == 0 {
+                    self.escalations.push(id);
+                }
+                continue;
+            }
+            m.timeout_left = m.timeout_left.saturating_sub(1);
+            if m.timeout_left != 0 {
+                continue;
+            }
+            match m.origin {
+                // A recovery request that itself times out escalates its target.
+                Origin::Recovery { target } => {
+                    m.timeout_left = u32::MAX;
+                    if self.is_active(target) {
+                        self.escalations.push(target);
+                    }
+                }
+                _ => self.begin_recovery(sh, id),
+            }
+        }
+        self.run_deferred(sh);
+    }
+
+    /// Step 1 of the recovery ladder: ABORT_COMMAND for the timed-out request.
+    fn begin_recovery(&mut self, sh: &AdapterShared<M>, id: SrbId) {
+        let m = &mut self.slots[id.slot as usize];
+        m.stage = Stage::Abort;
+        m.stage_left = sh.options.recovery_ticks.max(1);
+        let lu = m.lu;
+        let address = self.lus[lu as usize].address;
+        sh.shared.counters.timeout();
+        self.lus[lu as usize].counters.timeout();
+        sh.shared.log_error(ErrorLogEntry {
+            address,
+            code: ErrorCode::RequestTimeout,
+            unique_id: 3,
+            queue_tag: None,
+        });
+        let mut abort = Srb::function(SrbFunction::AbortCommand, address);
+        abort.next_srb = Some(id);
+        abort.time_out_value = sh.options.recovery_ticks.max(1);
+        abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+        self.lus[lu as usize].bypass.push_back(Queued {
+            srb: abort,
+            origin: Origin::Recovery { target: id },
+            attempts: 0,
+        });
+        self.kick(lu);
+    }
+
+    /// The next step of the recovery ladder for `id`, if it is still outstanding.
+    fn escalate(&mut self, sh: &AdapterShared<M>, id: SrbId) {
+        if !self.is_active(id) {
+            return;
+        }
+        let m = self.slots[id.slot as usize];
+        let lu = m.lu;
+        let address = self.lus[lu as usize].address;
+        let ticks = sh.options.recovery_ticks.max(1);
+        match m.stage {
+            Stage::None | Stage::Abort => {
+                let s = &mut self.slots[id.slot as usize];
+                s.stage = Stage::LuReset;
+                s.stage_left = ticks;
+                if !self.lus[lu as usize].lu_reset_pending {
+                    self.lus[lu as usize].lu_reset_pending = true;
+                    let mut reset = Srb::function(SrbFunction::ResetLogicalUnit, address);
+                    reset.time_out_value = ticks;
+                    reset.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+                    self.lus[lu as usize].bypass.push_back(Queued {
+                        srb: reset,
+                        origin: Origin::Recovery { target: id },
+                        attempts: 0,
+                    });
+                    self.kick(lu);
+                }
+            }
+            Stage::LuReset => {
+                let s = &mut self.slots[id.slot as usize];
+                s.stage = Stage::BusReset;
+                s.stage_left = sh.options.reset_hold_off_ticks + ticks;
+                self.port_reset_bus(sh, address.path_id);
+            }
+            Stage::BusReset => self.restart_adapter(sh),
+        }
+    }
+
+    /// The port resets a bus: `reset_bus` under the interrupt lock, then the hold-off.
+    fn port_reset_bus(&mut self, sh: &AdapterShared<M>, path_id: u8) -> bool {
+        if self.bus_resets_this_tick.contains(&path_id) {
+            return true;
+        }
+        self.bus_resets_this_tick.push(path_id);
+        let ok = self.call(sh, |m, ctx| m.reset_bus(ctx, path_id));
+        self.adapter.hold_off = self.adapter.hold_off.max(sh.options.reset_hold_off_ticks);
+        if self.adapter.hold_off == 0 {
+            self.adapter.ready = true;
+            self.adapter.disconnect_allowed = true;
+        }
+        sh.shared.counters.reset();
+        self.events_out.push(PortEvent::BusReset { path_id });
+        ok
+    }
+
+    /// Takes every request still in the miniport back and completes it with `status`
+    /// (TIMEOUT for requests in recovery). Later completions of those become late completions.
+    fn reclaim_active(&mut self, sh: &AdapterShared<M>, status: SrbStatus) {
+        let mut taken = std::mem::take(&mut self.completed_buf);
+        {
+            let mut g = sh.interrupt.lock();
+            let core = &mut g.core;
+            self.snapshot(core);
+            std::mem::swap(&mut taken, &mut self.completed_buf);
+            for (slot, m) in self.slots.iter().enumerate() {
+                if !m.active {
+                    continue;
+                }
+                let e = &mut core.active[slot];
+                if let Some(mut srb) = e.srb.take() {
+                    e.completed = false;
+                    srb.srb_status = if m.stage != Stage::None {
+                        SrbStatus::TIMEOUT
+                    } else {
+                        status
+                    };
+                    srb.data_transfer_length = 0;
+                    taken.push((slot as u32, srb));
+                }
+            }
+        }
+        self.process_latch(sh);
+        for (slot, srb) in taken.drain(..) {
+            if self.slots[slot as usize].active {
+                self.on_complete(sh, slot, srb);
+            }
+        }
+        if self.completed_buf.capacity() < taken.capacity() {
+            self.completed_buf = taken;
+        }
+    }
+
+    /// The last step of the ladder: the port takes back every request, then stops and restarts
+    /// the adapter through `adapter_control` (or re-runs `initialize` if it cannot).
+    fn restart_adapter(&mut self, sh: &AdapterShared<M>) {
+        sh.shared.count_restart();
+        sh.shared.counters.reset();
+        self.reclaim_active(sh, SrbStatus::BUS_RESET);
+        let supported = self.supported;
+        let can_restart = supported.is_supported(AdapterControlType::StopAdapter)
+            && supported.is_supported(AdapterControlType::RestartAdapter);
+        let ok = if can_restart {
+            self.call(sh, |m, ctx| {
+                m.adapter_control(ctx, AdapterControl::StopAdapter);
+                if supported.is_supported(AdapterControlType::SetRunningConfig) {
+                    m.adapter_control(ctx, AdapterControl::SetRunningConfig);
+                }
+                m.adapter_control(ctx, AdapterControl::RestartAdapter)
+                    == AdapterControlStatus::Success
+            })
+        } else {
+            self.call(sh, |m, ctx| m.initialize(ctx))
+        };
+        if !ok {
+            sh.shared.log_error(ErrorLogEntry {
+                address: Address::default(),
+                code: ErrorCode::InternalAdapterError,
+                unique_id: 4,
+                queue_tag: None,
+            });
+        }
+        self.adapter.ready = true;
+        self.adapter.disconnect_allowed = true;
+        self.adapter.adapter_timer = None;
+        self.adapter.hold_off = sh.options.reset_hold_off_ticks;
+        for l in &mut self.lus {
+            l.lu_reset_pending = false;
+        }
+        self.events_out.push(PortEvent::AdapterRestarted);
+        self.kick_all();
+    }
+
+    /// Stop / restart / shutdown requests from the API.
+    fn control(&mut self, sh: &AdapterShared<M>) {
+        let (shutdown, stop, restart) = {
+            let c = sh.control.lock();
+            (
+                c.shutdown_requested && !c.shutdown_done,
+                c.stop_requested,
+                c.restart_requested,
+            )
+        };
+        if shutdown {
+            return self.shutdown(sh);
+        }
+        if stop && !self.adapter.stopped {
+            self.adapter.stopping = true;
+            if self.slots.iter().all(|m| !m.active) {
+                let supported = self.supported;
+                self.call(sh, |m, ctx| {
+                    if sh.config.caches_data {
+                        // Nothing queued is lost: queued requests stay held in the port.
+                    }
+                    m.adapter_control(ctx, AdapterControl::StopAdapter);
+                    if supported.is_supported(AdapterControlType::SetBootConfig) {
+                        m.adapter_control(ctx, AdapterControl::SetBootConfig);
+                    }
+                });
+                self.adapter.stopped = true;
+                let mut c = sh.control.lock();
+                c.stop_requested = false;
+                c.stopped = true;
+                sh.control_cv.notify_all();
+            }
+        }
+        if restart && !stop {
+            let supported = self.supported;
+            let was_stopped = self.adapter.stopped;
+            let ok = self.call(sh, |m, ctx| {
+                if was_stopped && supported.is_supported(AdapterControlType::RestartAdapter) {
+                    if supported.is_supported(AdapterControlType::SetRunningConfig) {
+                        m.adapter_control(ctx, AdapterControl::SetRunningConfig);
+                    }
+                    m.adapter_control(ctx, AdapterControl::RestartAdapter)
+                        == AdapterControlStatus::Success
+                } else {
+                    m.initialize(ctx)
+                }
+            });
+            if !ok {
+                sh.shared.log_error(ErrorLogEntry {
+                    address: Address::default(),
+                    code: ErrorCode::InternalAdapterError,
+                    unique_id: 5,
+                    queue_tag: None,
+                });
+            }
+            self.adapter.stopping = false;
+            self.adapter.stopped = false;
+            self.adapter.ready = true;
+            self.adapter.disconnect_allowed = true;
+            if std::mem::take(&mut self.adapter.held_interrupt) {
+                self.interrupt(sh);
+            }
+            self.kick_all();
+            let mut c = sh.control.lock();
+            c.restart_requested = false;
+            c.stopped = false;
+            c.restarts_done += 1;
+            sh.control_cv.notify_all();
+        }
+    }
+
+    /// `shutdown`: flush every queue, reset the buses so the miniport gives back what it has,
+    /// take back anything left, stop the adapter. Everything completes exactly once.
+    fn shutdown(&mut self, sh: &AdapterShared<M>) {
+        self.adapter.shut_down = true;
+        for lu in 0..self.lus.len() {
+            let l = &mut self.lus[lu];
+            let mut items: Vec<Queued> = l.queue.drain(..).collect();
+            items.extend(l.bypass.drain(..));
+            items.extend(l.busy.take());
+            items.extend(l.awaiting_sense.take());
+            for q in items {
+                self.port_complete(
+                    sh,
+                    Some(lu as u32),
+                    q.origin,
+                    q.srb,
+                    SrbStatus::REQUEST_FLUSHED,
+                );
+            }
+        }
+        if self.slots.iter().any(|m| m.active) {
+            for path in 0..sh.config.number_of_buses {
+                self.call(sh, |m, ctx| m.reset_bus(ctx, path));
+            }
+            self.reclaim_active(sh, SrbStatus::BUS_RESET);
+        }
+        let supported = self.supported;
+        self.call(sh, |m, ctx| {
+            if supported.is_supported(AdapterControlType::StopAdapter) {
+                m.adapter_control(ctx, AdapterControl::StopAdapter);
+            }
+            m.adapter_state(false);
+        });
+        sh.timer.shutdown();
+        self.deliver(sh);
+        let mut c = sh.control.lock();
+        c.shutdown_done = true;
+        sh.control_cv.notify_all();
+    }
+}

@@ -1,0 +1,391 @@
+//! The port services a miniport routine may use while it holds the interrupt lock
+//! ([`PortContext`]), the request handle ([`SrbRef`]) and the notification latch.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::interrupt::InterruptLine;
+use crate::miniport::{HwRoutine, Miniport, PortConfiguration};
+use crate::srb::{Address, AddressFilter, Srb, SrbId, SrbStatus};
+use crate::stats::{ErrorCode, ErrorLogEntry, Shared};
+
+/// Maximum payload of a WMI event (`WNODE_EVENT_ITEM`; larger events are ignored, as Storport).
+pub const WMI_EVENT_MAX_DATA: usize = 128;
+/// At most this many WMI events are latched between two deferred stages; more are dropped and
+/// counted (the seed's small fixed event area).
+pub const WMI_EVENT_LATCH_DEPTH: usize = 16;
+
+/// The miniport's handle on a request it was given in `start_io`.
+///
+/// Not `Clone`: completing it with [`PortContext::request_complete`] consumes it, so a miniport
+/// cannot complete the same request twice by mistake. If the port completes the request by
+/// other means first (a reset, [`PortContext::complete_requests`], an abort escalation, adapter
+/// restart or shutdown), a later `request_complete` with this handle is dropped and counted as a
+/// late completion, never delivered.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SrbRef {
+    pub(crate) id: SrbId,
+}
+
+impl SrbRef {
+    /// The copyable identity of this request (for [`PortContext::srb`] and comparisons with
+    /// [`Srb::next_srb`]).
+    pub fn id(&self) -> SrbId {
+        self.id
+    }
+}
+
+impl From<&SrbRef> for SrbId {
+    fn from(r: &SrbRef) -> SrbId {
+        r.id
+    }
+}
+
+/// A WMI event posted with [`PortContext::wmi_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WmiEvent {
+    /// The event block's GUID.
+    pub guid: [u8; 16],
+    /// `None` for an adapter event (PathId 0xFF), else the LU.
+    pub address: Option<Address>,
+    data: [u8; WMI_EVENT_MAX_DATA],
+    len: u8,
+}
+
+impl WmiEvent {
+    /// An event with `data` (`None` if longer than [`WMI_EVENT_MAX_DATA`]).
+    pub fn new(guid: [u8; 16], address: Option<Address>, data: &[u8]) -> Option<Self> {
+        if data.len() > WMI_EVENT_MAX_DATA {
+            return None;
+        }
+        let mut d = [0u8; WMI_EVENT_MAX_DATA];
+        d[..data.len()].copy_from_slice(data);
+        Some(Self {
+            guid,
+            address,
+            data: d,
+            len: data.len() as u8,
+        })
+    }
+    /// The event payload.
+    pub fn data(&self) -> &[u8] {
+        &self.data[..self.len as usize]
+    }
+}
+
+/// A slot of the interrupt-side request table: the request while the miniport owns it and the
+/// slot's preallocated SRB extension.
+pub(crate) struct ActiveEntry<M: Miniport> {
+    pub(crate) srb: Option<Srb>,
+    pub(crate) ext: M::SrbExtension,
+    pub(crate) generation: u32,
+    /// RequestComplete latched; the request belongs to the port again.
+    pub(crate) completed: bool,
+}
+
+/// Notifications recorded under the interrupt lock (`InterruptData` of the seed).
+pub(crate) struct Latch<M: Miniport> {
+    pub(crate) completed: Vec<u32>,
+    pub(crate) next_request: bool,
+    pub(crate) ready_lus: Vec<Address>,
+    pub(crate) reset_detected: bool,
+    /// `Some((routine, µs))`; µs == 0 cancels.
+    pub(crate) timer: Option<(Option<HwRoutine<M>>, u32)>,
+    pub(crate) bus_changes: Vec<u8>,
+    pub(crate) enable_interrupts: Option<HwRoutine<M>>,
+    pub(crate) disable_interrupts: Option<HwRoutine<M>>,
+    pub(crate) wmi_events: Vec<WmiEvent>,
+    pub(crate) map_transfer: bool,
+}
+
+impl<M: Miniport> Latch<M> {
+    pub(crate) fn new(slots: usize) -> Self {
+        Self {
+            completed: Vec::with_capacity(slots),
+            next_request: false,
+            ready_lus: Vec::with_capacity(16),
+            reset_detected: false,
+            timer: None,
+            bus_changes: Vec::with_capacity(8),
+            enable_interrupts: None,
+            disable_interrupts: None,
+            wmi_events: Vec::with_capacity(WMI_EVENT_LATCH_DEPTH),
+            map_transfer: false,
+        }
+    }
+}
+
+/// Everything under the interrupt lock except the miniport itself.
+pub(crate) struct Core<M: Miniport> {
+    pub(crate) active: Vec<ActiveEntry<M>>,
+    pub(crate) latch: Latch<M>,
+    pub(crate) lu_ext: HashMap<Address, M::LuExtension>,
+    pub(crate) config: Arc<PortConfiguration>,
+    pub(crate) line: InterruptLine,
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl<M: Miniport> Core<M> {
+    pub(crate) fn new(
+        slots: usize,
+        config: Arc<PortConfiguration>,
+        line: InterruptLine,
+        shared: Arc<Shared>,
+    ) -> Self {
+        Self {
+            active: (0..slots)
+                .map(|_| ActiveEntry {
+                    srb: None,
+                    ext: M::SrbExtension::default(),
+                    generation: 0,
+                    completed: false,
+                })
+                .collect(),
+            latch: Latch::new(slots),
+            lu_ext: HashMap::new(),
+            config,
+            line,
+            shared,
+        }
+    }
+
+    fn entry(&self, id: SrbId) -> Option<&ActiveEntry<M>> {
+        self.active
+            .get(id.slot as usize)
+            .filter(|e| e.generation == id.generation && !e.completed && e.srb.is_some())
+    }
+
+    fn entry_mut(&mut self, id: SrbId) -> Option<&mut ActiveEntry<M>> {
+        self.active
+            .get_mut(id.slot as usize)
+            .filter(|e| e.generation == id.generation && !e.completed && e.srb.is_some())
+    }
+}
+
+/// The port's services to a miniport routine (`ScsiPortNotification`, `ScsiPortCompleteRequest`,
+/// `ScsiPortGetSrb`, `ScsiPortGetLogicalUnit`, `ScsiPortLogError`, ...).
+///
+/// Exists only while the routine runs, under the adapter's interrupt lock. Notifications are
+/// only *latched* here; the port's deferred stage acts on them after the lock is released
+/// (completes requests, starts the next ones, arms the timer, resets hold-off).
+pub struct PortContext<'a, M: Miniport> {
+    pub(crate) core: &'a mut Core<M>,
+}
+
+impl<M: Miniport> std::fmt::Debug for PortContext<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PortContext").finish_non_exhaustive()
+    }
+}
+
+impl<'a, M: Miniport> PortContext<'a, M> {
+    /// The adapter's configuration as `find_adapter` left it.
+    pub fn configuration(&self) -> &PortConfiguration {
+        &self.core.config
+    }
+
+    /// The request, while the miniport owns it (`None` once completed or for a stale id).
+    pub fn srb(&self, id: impl Into<SrbId>) -> Option<&Srb> {
+        self.core.entry(id.into()).and_then(|e| e.srb.as_ref())
+    }
+
+    /// The request, mutable: the miniport sets status, data, sense, transfer length.
+    pub fn srb_mut(&mut self, id: impl Into<SrbId>) -> Option<&mut Srb> {
+        self.core.entry_mut(id.into()).and_then(|e| e.srb.as_mut())
+    }
+
+    /// The request's SRB extension (preallocated per slot, not reset between uses).
+    pub fn srb_extension(&mut self, id: impl Into<SrbId>) -> Option<&mut M::SrbExtension> {
+        self.core.entry_mut(id.into()).map(|e| &mut e.ext)
+    }
+
+    /// The request and its extension together.
+    pub fn srb_and_extension(
+        &mut self,
+        id: impl Into<SrbId>,
+    ) -> Option<(&mut Srb, &mut M::SrbExtension)> {
+        let e = self.core.entry_mut(id.into())?;
+        let srb = e.srb.as_mut()?;
+        Some((srb, &mut e.ext))
+    }
+
+    /// `ScsiPortNotification(RequestComplete)`: the request is finished (its SrbStatus must be
+    /// set, never PENDING). Ownership returns to the port immediately. A stale handle (the port
+    /// already completed the request) is dropped and counted.
+    pub fn request_complete(&mut self, srb: SrbRef) {
+        let id = srb.id;
+        match self.core.active.get_mut(id.slot as usize) {
+            Some(e) if e.generation == id.generation && !e.completed && e.srb.is_some() => {
+                e.completed = true;
+                self.core.latch.completed.push(id.slot);
+            }
+            _ => {
+                self.core.shared.count_late_completion();
+                tracing::debug!(slot = id.slot, "late completion dropped");
+            }
+        }
+    }
+
+    /// `ScsiPortNotification(NextRequest)`: the miniport can take another request.
+    pub fn next_request(&mut self) {
+        self.core.latch.next_request = true;
+    }
+
+    /// `ScsiPortNotification(NextLuRequest)`: the miniport can take another request, including
+    /// one for `address` while that LU still has requests outstanding (tagged or multi-request
+    /// adapters only; otherwise the same as `next_request`).
+    pub fn next_lu_request(&mut self, address: Address) {
+        self.core.latch.next_request = true;
+        if !self.core.latch.ready_lus.contains(&address) {
+            self.core.latch.ready_lus.push(address);
+        }
+    }
+
+    /// `ScsiPortNotification(ResetDetected)`: the adapter saw a bus reset. The miniport still
+    /// completes its active requests itself; the port holds off new requests for the reset
+    /// hold-off and reports the reset to upper layers.
+    pub fn reset_detected(&mut self) {
+        self.core.latch.reset_detected = true;
+    }
+
+    /// `ScsiPortNotification(RequestTimerCall)`: call `routine` once after `micros` µs, under
+    /// the interrupt lock. Replaces a pending request; `micros == 0` cancels it.
+    pub fn request_timer_call(&mut self, routine: HwRoutine<M>, micros: u32) {
+        self.core.latch.timer = Some((Some(routine), micros));
+    }
+
+    /// Cancels a pending timer request (`RequestTimerCall` with 0 µs).
+    pub fn cancel_timer_call(&mut self) {
+        self.core.latch.timer = Some((None, 0));
+    }
+
+    /// `ScsiPortNotification(BusChangeDetected)`: devices on `path_id` came or went; the port
+    /// re-scans the bus on a helper thread.
+    pub fn bus_change_detected(&mut self, path_id: u8) {
+        if !self.core.latch.bus_changes.contains(&path_id) {
+            self.core.latch.bus_changes.push(path_id);
+        }
+    }
+
+    /// `ScsiPortNotification(CallEnableInterrupts)`: the miniport has masked its interrupt (the
+    /// port will not call `interrupt`, nor `start_io`, until `CallDisableInterrupts`) and wants
+    /// `routine` run from the deferred stage to finish long work. The routine may complete
+    /// requests and must end with [`call_disable_interrupts`](Self::call_disable_interrupts).
+    pub fn call_enable_interrupts(&mut self, routine: HwRoutine<M>) {
+        self.core.latch.enable_interrupts = Some(routine);
+    }
+
+    /// `ScsiPortNotification(CallDisableInterrupts)`: run `routine` synchronized with the
+    /// interrupt routine (it should only unmask the adapter's interrupt), then interrupts flow
+    /// again.
+    pub fn call_disable_interrupts(&mut self, routine: HwRoutine<M>) {
+        self.core.latch.disable_interrupts = Some(routine);
+    }
+
+    /// `ScsiPortNotification(WMIEvent)`: post an event to the port's event subscribers. At most
+    /// [`WMI_EVENT_LATCH_DEPTH`] per deferred stage; more are dropped and counted.
+    pub fn wmi_event(&mut self, event: WmiEvent) {
+        if self.core.latch.wmi_events.len() < WMI_EVENT_LATCH_DEPTH {
+            self.core.latch.wmi_events.push(event);
+        } else {
+            self.core.shared.count_dropped_wmi_event();
+        }
+    }
+
+    /// `ScsiPortIoMapTransfer` (system DMA): the port "programs the DMA controller" and then
+    /// calls the miniport's `dma_started` from the deferred stage, under the interrupt lock.
+    pub fn io_map_transfer(&mut self, srb: impl Into<SrbId>) {
+        if self.core.entry(srb.into()).is_some() {
+            self.core.latch.map_transfer = true;
+        }
+    }
+
+    /// `ScsiPortCompleteRequest`: completes every active request matching `filter` with
+    /// `status` (DataTransferLength set to 0). Returns how many were completed. Handles the
+    /// miniport still holds for them become stale.
+    pub fn complete_requests(&mut self, filter: AddressFilter, status: SrbStatus) -> usize {
+        let mut n = 0;
+        for (slot, e) in self.core.active.iter_mut().enumerate() {
+            if e.completed {
+                continue;
+            }
+            if let Some(srb) = e.srb.as_mut()
+                && filter.matches(srb.address)
+            {
+                srb.srb_status = status;
+                srb.data_transfer_length = 0;
+                e.completed = true;
+                self.core.latch.completed.push(slot as u32);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `ScsiPortGetSrb`: the active request of `address` with `queue_tag` ([`SP_UNTAGGED`]
+    /// for the untagged one).
+    ///
+    /// [`SP_UNTAGGED`]: crate::SP_UNTAGGED
+    pub fn get_srb(&self, address: Address, queue_tag: u32) -> Option<SrbId> {
+        self.core.active.iter().enumerate().find_map(|(slot, e)| {
+            let srb = e.srb.as_ref()?;
+            (!e.completed && srb.address == address && srb.queue_tag == queue_tag).then_some(
+                SrbId {
+                    slot: slot as u32,
+                    generation: e.generation,
+                },
+            )
+        })
+    }
+
+    /// The ids of every active request matching `filter` (in slot order).
+    pub fn active_requests(&self, filter: AddressFilter) -> impl Iterator<Item = SrbId> + '_ {
+        self.core
+            .active
+            .iter()
+            .enumerate()
+            .filter_map(move |(slot, e)| {
+                let srb = e.srb.as_ref()?;
+                (!e.completed && filter.matches(srb.address)).then_some(SrbId {
+                    slot: slot as u32,
+                    generation: e.generation,
+                })
+            })
+    }
+
+    /// `ScsiPortGetLogicalUnit`: the per-LU extension of `address`, if the port has addressed
+    /// that LU.
+    pub fn lu_extension(&mut self, address: Address) -> Option<&mut M::LuExtension> {
+        self.core.lu_ext.get_mut(&address)
+    }
+
+    /// `ScsiPortLogError`: a structured error-log entry (also a `tracing` warning and a counter).
+    pub fn log_error(
+        &mut self,
+        srb: Option<SrbId>,
+        address: Address,
+        code: ErrorCode,
+        unique_id: u32,
+    ) {
+        self.core.shared.log_error(ErrorLogEntry {
+            address,
+            code,
+            unique_id,
+            queue_tag: srb.and_then(|id| self.srb(id)).map(|s| s.queue_tag),
+        });
+    }
+
+    /// The adapter's interrupt line (for the miniport's "hardware").
+    pub fn interrupt_line(&self) -> InterruptLine {
+        self.core.line.clone()
+    }
+
+    /// `ScsiPortStallExecution`: busy-waits `micros` µs (keep it under 1 ms per routine).
+    pub fn stall_execution(&self, micros: u32) {
+        let end =
+            std::time::Instant::now() + std::time::Duration::from_micros(micros.min(1000) as u64);
+        while std::time::Instant::now() < end {
+            std::hint::spin_loop();
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! The miniport contract: the routine table ([`Miniport`]), registration data
+//! ([`HwInitializationData`]) and the per-adapter configuration ([`PortConfiguration`]).
+
+use crate::context::{PortContext, SrbRef};
+use crate::interrupt::InterruptLine;
+use crate::wmi::WmiProvider;
+
+/// `SP_UNINITIALIZED_VALUE`: "not set / unlimited" in [`PortConfiguration`].
+pub const SP_UNINITIALIZED_VALUE: u32 = 0xFFFF_FFFF;
+/// Legacy maximum number of targets per bus (the default of `MaximumNumberOfTargets`).
+pub const SCSI_MAXIMUM_TARGETS: u8 = 8;
+/// Maximum targets per bus a miniport may declare.
+pub const SCSI_MAXIMUM_TARGETS_PER_BUS: u8 = 128;
+/// Legacy maximum number of LUs per target (the default of `MaximumNumberOfLogicalUnits`).
+pub const SCSI_MAXIMUM_LOGICAL_UNITS: u8 = 8;
+/// Maximum LUNs per target.
+pub const SCSI_MAXIMUM_LUNS_PER_TARGET: u8 = 255;
+
+/// `AdapterInterfaceType`. User-space adapters are `Internal`; the value is recorded, not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum InterfaceType {
+    /// No bus: a virtual or in-process adapter.
+    #[default]
+    Internal,
+    /// A PCI function (e.g. through VFIO).
+    PciBus,
+}
+
+/// `HW_INITIALIZATION_DATA`: what a miniport's [`Miniport::driver_entry`] declares. The routine
+/// pointers of the seed are the trait's methods; the extension sizes are the associated types
+/// [`Miniport::LuExtension`] and [`Miniport::SrbExtension`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HwInitializationData {
+    /// `AdapterInterfaceType`.
+    pub adapter_interface_type: InterfaceType,
+    /// `MapBuffers`: the miniport reads/writes the data buffer itself (always true here: the
+    /// buffer is a `Vec<u8>` in the SRB).
+    pub map_buffers: bool,
+    /// `NeedPhysicalAddresses`.
+    pub need_physical_addresses: bool,
+    /// `TaggedQueuing`: the HBA supports SCSI tagged queuing.
+    pub tagged_queuing: bool,
+    /// `AutoRequestSense`: the HBA returns sense data with CHECK CONDITION itself; otherwise the
+    /// port issues REQUEST SENSE.
+    pub auto_request_sense: bool,
+    /// `MultipleRequestPerLu`: several requests per LU may be outstanding (requires autosense).
+    pub multiple_request_per_lu: bool,
+    /// `ReceiveEvent`.
+    pub receive_event: bool,
+    /// `NumberOfAccessRanges`.
+    pub number_of_access_ranges: u32,
+    /// `VendorId` (ignored for user-space adapters).
+    pub vendor_id: Option<&'static str>,
+    /// `DeviceId` (ignored for user-space adapters).
+    pub device_id: Option<&'static str>,
+}
+
+impl Default for HwInitializationData {
+    fn default() -> Self {
+        Self {
+            adapter_interface_type: InterfaceType::Internal,
+            map_buffers: true,
+            need_physical_addresses: false,
+            tagged_queuing: false,
+            auto_request_sense: false,
+            multiple_request_per_lu: false,
+            receive_event: false,
+            number_of_access_ranges: 0,
+            vendor_id: None,
+            device_id: None,
+        }
+    }
+}
+
+/// `PORT_CONFIGURATION_INFORMATION`: pre-filled by the port from [`HwInitializationData`] and
+/// [`PortOptions`](crate::PortOptions), completed by `find_adapter`, read-only afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortConfiguration {
+    /// `SystemIoBusNumber`: which "bus" is being probed (0 .. `PortOptions::buses_to_probe`).
+    pub system_io_bus_number: u32,
+    /// `AdapterInterfaceType`.
+    pub adapter_interface_type: InterfaceType,
+    /// `BusInterruptLevel`: 0 = polled adapter (informational).
+    pub bus_interrupt_level: u32,
+    /// `MaximumTransferLength` in bytes; [`SP_UNINITIALIZED_VALUE`] = unlimited. The class
+    /// driver splits transfers on it.
+    pub maximum_transfer_length: u32,
+    /// `NumberOfPhysicalBreaks`: maximum scatter/gather elements minus one.
+    pub number_of_physical_breaks: u32,
+    /// `AlignmentMask`.
+    pub alignment_mask: u32,
+    /// `NumberOfBuses` (PathIds).
+    pub number_of_buses: u8,
+    /// `InitiatorBusId[bus]`: the adapter's own SCSI id per bus (skipped by the scan).
+    pub initiator_bus_id: [u8; 8],
+    /// `MaximumNumberOfTargets` per bus.
+    pub maximum_number_of_targets: u8,
+    /// `MaximumNumberOfLogicalUnits` per target.
+    pub maximum_number_of_logical_units: u8,
+    /// `ScatterGather`.
+    pub scatter_gather: bool,
+    /// `Master` (bus-master DMA).
+    pub master: bool,
+    /// `CachesData`: the miniport receives FLUSH and SHUTDOWN.
+    pub caches_data: bool,
+    /// `AdapterScansDown`.
+    pub adapter_scans_down: bool,
+    /// `MapBuffers` (copied from [`HwInitializationData`]).
+    pub map_buffers: bool,
+    /// `NeedPhysicalAddresses`.
+    pub need_physical_addresses: bool,
+    /// `TaggedQueuing` (may be changed per adapter).
+    pub tagged_queuing: bool,
+    /// `AutoRequestSense` (may be changed per adapter).
+    pub auto_request_sense: bool,
+    /// `MultipleRequestPerLu` (may be changed per adapter).
+    pub multiple_request_per_lu: bool,
+    /// `ReceiveEvent`.
+    pub receive_event: bool,
+    /// `WmiDataProvider`: the port forwards SRB_FUNCTION_WMI to `start_io`.
+    pub wmi_data_provider: bool,
+    /// Number of SRB slots (with their tags and SRB extensions) preallocated for this adapter
+    /// (registry `NumberOfRequests`): how many requests can be in the miniport at once.
+    pub number_of_requests: u32,
+    /// Most requests outstanding per LU on a tagged / multiple-request adapter.
+    pub max_queue_depth_per_lu: u32,
+    /// `ArgumentString` (`DriverParameter`).
+    pub argument_string: Option<String>,
+}
+
+impl PortConfiguration {
+    pub(crate) fn from_init_data(hw: &HwInitializationData, bus: u32) -> Self {
+        Self {
+            system_io_bus_number: bus,
+            adapter_interface_type: hw.adapter_interface_type,
+            bus_interrupt_level: 0,
+            maximum_transfer_length: SP_UNINITIALIZED_VALUE,
+            number_of_physical_breaks: 17,
+            alignment_mask: 0,
+            number_of_buses: 1,
+            initiator_bus_id: [0xFF; 8],
+            maximum_number_of_targets: SCSI_MAXIMUM_TARGETS,
+            maximum_number_of_logical_units: SCSI_MAXIMUM_LOGICAL_UNITS,
+            scatter_gather: false,
+            master: false,
+            caches_data: false,
+            adapter_scans_down: false,
+            map_buffers: hw.map_buffers,
+            need_physical_addresses: hw.need_physical_addresses,
+            tagged_queuing: hw.tagged_queuing,
+            auto_request_sense: hw.auto_request_sense,
+            multiple_request_per_lu: hw.multiple_request_per_lu,
+            receive_event: hw.receive_event,
+            wmi_data_provider: false,
+            number_of_requests: 256,
+            max_queue_depth_per_lu: 64,
+            argument_string: None,
+        }
+    }
+
+    /// True when several requests per LU may be in the miniport (tagged or multi-request).
+    pub fn queues_per_lu(&self) -> bool {
+        self.tagged_queuing || self.multiple_request_per_lu
+    }
+}
+
+/// What `find_adapter` reports (`SP_RETURN_*`).
+pub enum FindAdapterResult<M> {
+    /// `SP_RETURN_FOUND`: the adapter, i.e. the initialized device extension.
+    Found(M),
+    /// `SP_RETURN_NOT_FOUND`: no adapter of this miniport on this bus.
+    NotFound,
+    /// `SP_RETURN_ERROR`: an adapter was found but its configuration could not be obtained.
+    Error,
+    /// `SP_RETURN_BAD_CONFIG`: the supplied configuration is inconsistent.
+    BadConfig,
+}
+
+impl<M> std::fmt::Debug for FindAdapterResult<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FindAdapterResult::Found(_) => "Found",
+            FindAdapterResult::NotFound => "NotFound",
+            FindAdapterResult::Error => "Error",
+            FindAdapterResult::BadConfig => "BadConfig",
+        })
+    }
+}
+
+/// The per-call context of `find_adapter` (the seed's `HwContext`/`BusInformation`/`Again`).
+#[derive(Debug)]
+pub struct FindAdapterContext {
+    pub(crate) again: bool,
+    pub(crate) line: InterruptLine,
+    pub(crate) call: u32,
+}
+
+impl FindAdapterContext {
+    /// `*Again = TRUE`: call `find_adapter` again (with a fresh extension) because another
+    /// adapter of this miniport may exist. Must stay false with NotFound / BadConfig.
+    pub fn set_again(&mut self, again: bool) {
+        self.again = again;
+    }
+    /// The value of `Again` so far.
+    pub fn again(&self) -> bool {
+        self.again
+    }
+    /// The interrupt line of the adapter being found: give it to the "hardware" (a completion
+    /// thread, a simulated HBA) so it can [`raise`](InterruptLine::raise) the interrupt.
+    pub fn interrupt_line(&self) -> InterruptLine {
+        self.line.clone()
+    }
+    /// How many times `find_adapter` was called before on this bus (0 for the first call).
+    pub fn call_index(&self) -> u32 {
+        self.call
+    }
+}
+
+/// `SCSI_ADAPTER_CONTROL_TYPE` with its parameter.
+#[derive(Debug)]
+pub enum AdapterControl<'a> {
+    /// `ScsiQuerySupportedControlTypes`: set an entry of the list for each supported type.
+    QuerySupportedControlTypes(&'a mut SupportedControlTypeList),
+    /// `ScsiStopAdapter`: no requests are outstanding; mask interrupts and stop all work.
+    StopAdapter,
+    /// `ScsiRestartAdapter`: re-initialize after a stop; extensions are intact.
+    RestartAdapter,
+    /// `ScsiSetBootConfig`: restore settings the "BIOS" needs, after a stop.
+    SetBootConfig,
+    /// `ScsiSetRunningConfig`: restore run-time settings, before a restart.
+    SetRunningConfig,
+}
+
+/// The control types without parameters, as indices of [`SupportedControlTypeList`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AdapterControlType {
+    /// ScsiQuerySupportedControlTypes = 0.
+    QuerySupportedControlTypes = 0,
+    /// ScsiStopAdapter = 1.
+    StopAdapter = 1,
+    /// ScsiRestartAdapter = 2.
+    RestartAdapter = 2,
+    /// ScsiSetBootConfig = 3.
+    SetBootConfig = 3,
+    /// ScsiSetRunningConfig = 4.
+    SetRunningConfig = 4,
+}
+
+/// `SCSI_SUPPORTED_CONTROL_TYPE_LIST`: all false until the miniport says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SupportedControlTypeList {
+    supported: [bool; 5],
+}
+
+impl SupportedControlTypeList {
+    /// `MaxControlType`.
+    pub const MAX_CONTROL_TYPE: usize = 5;
+    /// Marks `t` supported.
+    pub fn set(&mut self, t: AdapterControlType) {
+        self.supported[t as usize] = true;
+    }
+    /// True when `t` was marked supported.
+    pub fn is_supported(&self, t: AdapterControlType) -> bool {
+        self.supported[t as usize]
+    }
+}
+
+/// `SCSI_ADAPTER_CONTROL_STATUS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterControlStatus {
+    /// ScsiAdapterControlSuccess.
+    Success,
+    /// ScsiAdapterControlUnsuccessful.
+    Unsuccessful,
+}
+
+/// A one-shot routine handed over with [`PortContext::request_timer_call`] (`HwScsiTimer`) or
+/// with the enable/disable-interrupts notifications. Runs under the interrupt lock except the
+/// enable-interrupts callback (see [`PortContext::call_enable_interrupts`]).
+pub type HwRoutine<M> = fn(&mut M, &mut PortContext<'_, M>);
+
+/// The routine table of a SCSI miniport driver.
+///
+/// The implementing type is the device extension: the port creates one per adapter from
+/// [`find_adapter`](Miniport::find_adapter) and keeps it behind the adapter's *interrupt lock*,
+/// so every routine below except `driver_entry` and `find_adapter` gets `&mut self` and never
+/// overlaps another routine of the same adapter — a miniport needs no locks of its own.
+/// Each routine receives the port's services as [`PortContext`]: it may read and complete
+/// requests and latch notifications, which the port acts on after the routine returns.
+///
+/// Required: `driver_entry`, `find_adapter`, `initialize`, `start_io`, `reset_bus`. Optional
+/// (default methods): `interrupt`, `dma_started`, `adapter_state`, `adapter_control`, `wmi`.
+/// The timer and enable/disable-interrupts routines are plain `fn` values passed with their
+/// notification, as in the seed.
+pub trait Miniport: Sized + Send + 'static {
+    /// The `HwContext` given to [`initialize`](crate::initialize) and passed to every
+    /// `find_adapter` call, e.g. the configuration of the adapters to create.
+    type HwContext: Send;
+    /// Per-LU extension (`SpecificLuExtensionSize`): created with `Default` for each LU the
+    /// port addresses, read with [`PortContext::lu_extension`].
+    type LuExtension: Default + Send + 'static;
+    /// Per-request extension (`SrbExtensionSize`): one preallocated per SRB slot, *not* reset
+    /// between requests, read with [`PortContext::srb_extension`].
+    type SrbExtension: Default + Send + 'static;
+
+    /// `DriverEntry`: the miniport's registration data. Called once per
+    /// [`initialize`](crate::initialize), on the caller's thread, without locks.
+    fn driver_entry() -> HwInitializationData;
+
+    /// `HwScsiFindAdapter`: look for an adapter on `config.system_io_bus_number`, fill in
+    /// `config` (buses, targets, LUs, transfer limits, caching, WMI...) and return the new
+    /// device extension. Set `ctx.set_again(true)` to be called again for another adapter.
+    /// Runs on the caller of [`initialize`](crate::initialize) without locks.
+    fn find_adapter(
+        hw_context: &mut Self::HwContext,
+        ctx: &mut FindAdapterContext,
+        config: &mut PortConfiguration,
+    ) -> FindAdapterResult<Self>;
+
+    /// `HwScsiInitialize`: initialize the adapter; false fails the adapter. Under the interrupt
+    /// lock; may latch ResetDetected or a timer request.
+    fn initialize(&mut self, port: &mut PortContext<'_, Self>) -> bool;
+
+    /// `HwScsiStartIo`: start `srb` (read it with `port.srb(&srb)`). Complete it with
+    /// [`PortContext::request_complete`] now or later (keep the [`SrbRef`] for later), and say
+    /// when another request may be started with [`PortContext::next_request`] or
+    /// [`PortContext::next_lu_request`]. Under the interrupt lock. Returns false for a request it
+    /// could not even start (it must still complete it).
+    fn start_io(&mut self, port: &mut PortContext<'_, Self>, srb: SrbRef) -> bool;
+
+    /// `HwScsiResetBus`: reset bus `path_id` and complete its outstanding requests with
+    /// BUS_RESET (e.g. `port.complete_requests(AddressFilter::bus(path_id), BUS_RESET)`), then
+    /// latch NextRequest. Under the interrupt lock.
+    fn reset_bus(&mut self, port: &mut PortContext<'_, Self>, path_id: u8) -> bool;
+
+    /// `HwScsiInterrupt`: the adapter's [`InterruptLine`] was raised. Return false if the
+    /// adapter did not interrupt (counted as spurious). Under the interrupt lock. A miniport
+    /// without an interrupt routine polls through its timer.
+    fn interrupt(&mut self, port: &mut PortContext<'_, Self>) -> bool {
+        let _ = port;
+        false
+    }
+
+    /// `HwScsiDmaStarted`: the system DMA transfer requested with
+    /// [`PortContext::io_map_transfer`] is programmed; start the adapter's side. Under the
+    /// interrupt lock.
+    fn dma_started(&mut self, port: &mut PortContext<'_, Self>) {
+        let _ = port;
+    }
+
+    /// `HwScsiAdapterState`: save (`save == true`, after `find_adapter`) or restore (at
+    /// shutdown) the adapter state. Under the interrupt lock.
+    fn adapter_state(&mut self, save: bool) -> bool {
+        let _ = save;
+        true
+    }
+
+    /// `HwScsiAdapterControl`. Queried once after initialization; afterwards the port issues
+    /// only the supported types. Under the interrupt lock.
+    fn adapter_control(
+        &mut self,
+        port: &mut PortContext<'_, Self>,
+        control: AdapterControl<'_>,
+    ) -> AdapterControlStatus {
+        let _ = (port, control);
+        AdapterControlStatus::Unsuccessful
+    }
+
+    /// The WMI provider (the six `HwScsiWmi*` routines), if the adapter is a WMI data provider.
+    /// Used by [`crate::wmi::dispatch`] when `start_io` receives an `SrbFunction::Wmi` request.
+    fn wmi(&mut self) -> Option<&mut dyn WmiProvider> {
+        None
+    }
+}
