@@ -37,10 +37,14 @@ pub mod capacity;
 pub mod cdb;
 pub mod error;
 pub mod inquiry;
+pub mod lun;
 pub mod mode;
 pub mod opcode;
+pub mod pr;
+pub mod rsoc;
 pub mod sense;
 pub mod status;
+pub mod unmap;
 pub mod vpd;
 
 pub use asc::Asc;
