@@ -1613,7 +1613,8 @@ impl Connection {
             && let Some(t) = self.target_config()
         {
             let name = t.name.clone();
-            self.shared.kill_target_sessions(&name);
+            self.shared.kill_target_sessions(&name, &self.control);
+            self.close = Some(CloseReason::Killed);
         }
         self.maybe_finish_logout();
     }

@@ -193,11 +193,12 @@ impl Shared {
         })
     }
 
-    /// Closes every session logged in to `target` (TARGET COLD RESET).
-    pub fn kill_target_sessions(&self, target: &str) {
+    /// Closes every session logged in to `target` except the caller's
+    /// (TARGET COLD RESET: the caller closes itself after sending its response).
+    pub fn kill_target_sessions(&self, target: &str, except: &ConnControl) {
         let s = self.sessions.lock();
         for (k, e) in s.by_key.iter() {
-            if k.target.eq_ignore_ascii_case(target) {
+            if k.target.eq_ignore_ascii_case(target) && e.control.id != except.id {
                 e.control.kill();
             }
         }
