@@ -186,10 +186,11 @@ impl Initiator {
                     if matches!(p.bhs.opcode(), Some(o) if o != Opcode::LoginResponse && o != Opcode::R2t)
                     {
                         let sn = p.bhs.u32_at(24);
-                        let status_bearing = !(p.bhs.opcode() == Some(Opcode::DataIn)
-                            && p.bhs.flags() & 1 == 0)
-                            && !(p.bhs.opcode() == Some(Opcode::NopIn)
-                                && p.bhs.itt() == RESERVED_TAG);
+                        let data_in_without_status =
+                            p.bhs.opcode() == Some(Opcode::DataIn) && p.bhs.flags() & 1 == 0;
+                        let unsolicited_nop =
+                            p.bhs.opcode() == Some(Opcode::NopIn) && p.bhs.itt() == RESERVED_TAG;
+                        let status_bearing = !(data_in_without_status || unsolicited_nop);
                         if status_bearing {
                             self.exp_stat_sn = sn.wrapping_add(1);
                         }
