@@ -534,6 +534,9 @@ pub struct Srb {
     pub next_srb: Option<SrbId>,
     /// WMI parameters for `SrbFunction::Wmi`.
     pub wmi: WmiRequest,
+    /// Residual overflow: bytes the command wanted to move beyond `DataTransferLength` (set
+    /// by the miniport; 0 normally). Transports report it (iSCSI residual overflow).
+    pub overflow: u32,
     /// DataTransferLength as submitted (set by the port), for the residual.
     pub(crate) requested_length: u32,
 }
@@ -559,6 +562,7 @@ impl Default for Srb {
             abort_target: 0,
             next_srb: None,
             wmi: WmiRequest::default(),
+            overflow: 0,
             requested_length: 0,
         }
     }
@@ -605,6 +609,7 @@ impl Srb {
         self.queue_tag = SP_UNTAGGED;
         self.next_srb = None;
         self.sense_info_buffer_length = 0;
+        self.overflow = 0;
         self.requested_length = 0;
     }
 
