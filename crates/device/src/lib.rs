@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use device::{LogicalUnit, LuConfig, ItNexus, ScsiRequest, Status, backend::RamBackend};
+//! use device::{LogicalUnit, LuConfig, ItNexus, ScsiRequest, ScsiStatus, backend::RamBackend};
 //!
 //! let ram = Arc::new(RamBackend::new(2048, 512).unwrap());
 //! let lu = LogicalUnit::new(LuConfig::default(), ram);
@@ -22,14 +22,14 @@
 //! let data = [0xAB; 512];
 //! let cdb = [0x2a, 0, 0, 0, 0, 7, 0, 0, 1, 0];
 //! let mut req = ScsiRequest { nexus, cdb: &cdb, data_out: &data, data_in: &mut [] };
-//! assert_eq!(lu.execute(&mut req).status, Status::Good);
+//! assert_eq!(lu.execute(&mut req).status, ScsiStatus::Good);
 //!
 //! // READ(10) it back into the caller's buffer.
 //! let mut buf = [0u8; 512];
 //! let cdb = [0x28, 0, 0, 0, 0, 7, 0, 0, 1, 0];
 //! let mut req = ScsiRequest { nexus, cdb: &cdb, data_out: &[], data_in: &mut buf };
 //! let c = lu.execute(&mut req);
-//! assert_eq!((c.status, c.data_in_len), (Status::Good, 512));
+//! assert_eq!((c.status, c.data_in_len), (ScsiStatus::Good, 512));
 //! assert_eq!(buf, data);
 //! ```
 #![forbid(unsafe_code)]
@@ -49,6 +49,6 @@ pub mod table;
 pub use backend::BlockBackend;
 pub use lu::{IoOp, IoPlan, LogicalUnit, LuConfig, LunDirectory, Prepared, ResetKind};
 pub use pr::PrType;
-pub use request::{Completion, ItNexus, Residual, ScsiRequest, Status};
-pub use sense::{SenseData, SenseFormat};
+pub use request::{Completion, ItNexus, Residual, ScsiRequest, ScsiStatus};
+pub use sense::{Sense, SenseBuffer, SenseFormat};
 pub use spc::{REPORT_LUNS_WLUN, encode_lun, report_luns};

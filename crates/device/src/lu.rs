@@ -18,8 +18,8 @@ use parking_lot::Mutex;
 
 use crate::backend::{BackendError, BackendResult, BlockBackend};
 use crate::rangelock::{RangeGuard, RangeLocks};
-use crate::request::{Completion, ItNexus, Residual, ScsiRequest, Status};
-use crate::sense::{Asc, SenseFormat, SenseInfo, SenseKey, backend_error_sense};
+use crate::request::{Completion, ItNexus, Residual, ScsiRequest, ScsiStatus};
+use crate::sense::{Asc, Sense, SenseFormat, SenseKey, backend_error_sense};
 use crate::state::LuState;
 use crate::table::{self, CommandEntry, CommandKind, DataDirection, Flags};
 
@@ -147,13 +147,13 @@ pub enum Prepared {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fail {
     /// CHECK CONDITION with this sense.
-    Check(SenseInfo),
+    Check(Sense),
     /// A status without sense (RESERVATION CONFLICT, BUSY).
-    Status(Status),
+    Status(ScsiStatus),
 }
 
-impl From<SenseInfo> for Fail {
-    fn from(s: SenseInfo) -> Self {
+impl From<Sense> for Fail {
+    fn from(s: Sense) -> Self {
         Fail::Check(s)
     }
 }
@@ -169,7 +169,7 @@ impl From<BackendError> for Fail {
 pub(crate) enum Outcome {
     /// Finished: the command wanted `wanted` bytes and filled `data_in[..filled]`.
     Done {
-        status: Status,
+        status: ScsiStatus,
         wanted: u64,
         filled: usize,
     },
@@ -180,7 +180,7 @@ pub(crate) enum Outcome {
 impl Outcome {
     /// GOOD, no data.
     pub(crate) const GOOD: Outcome = Outcome::Done {
-        status: Status::Good,
+        status: ScsiStatus::Good,
         wanted: 0,
         filled: 0,
     };
@@ -342,7 +342,7 @@ impl LogicalUnit {
             st.scsi2 = None;
         }
         st.prevent.remove(&nexus);
-        st.ua_one(nexus, Asc::IT_NEXUS_LOSS_OCCURRED);
+        st.ua_one(nexus, Asc::I_T_NEXUS_LOSS_OCCURRED);
         self.sync_fast(&st);
     }
 
@@ -361,8 +361,8 @@ impl LogicalUnit {
                 st.started = true;
                 Asc::POWER_ON_OCCURRED
             }
-            ResetKind::TargetReset => Asc::BUS_RESET_OCCURRED,
-            ResetKind::LogicalUnitReset => Asc::BUS_DEVICE_RESET_OCCURRED,
+            ResetKind::TargetReset => Asc::SCSI_BUS_RESET_OCCURRED,
+            ResetKind::LogicalUnitReset => Asc::BUS_DEVICE_RESET,
         };
         st.ua_all(asc, None);
         self.sync_fast(&st);
@@ -372,7 +372,7 @@ impl LogicalUnit {
     /// calls it after resizing the backend.
     pub fn notify_capacity_changed(&self) {
         let mut st = self.state.lock();
-        st.ua_all(Asc::CAPACITY_DATA_CHANGED, None);
+        st.ua_all(Asc::CAPACITY_DATA_HAS_CHANGED, None);
         self.sync_fast(&st);
     }
 
@@ -439,14 +439,14 @@ impl LogicalUnit {
     pub fn finish(&self, plan: IoPlan, result: BackendResult<()>) -> Completion {
         match result {
             Ok(()) => Completion {
-                status: Status::Good,
-                sense: crate::sense::SenseData::EMPTY,
+                status: ScsiStatus::Good,
+                sense: None,
                 data_in_len: if plan.op == IoOp::Read { plan.len } else { 0 },
                 residual: Residual::of(plan.wanted, plan.expected),
             },
             Err(e) => Completion {
-                status: Status::CheckCondition,
-                sense: backend_error_sense(&e).encode(self.sense_format()),
+                status: ScsiStatus::CheckCondition,
+                sense: Some(backend_error_sense(&e).encode(self.sense_format())),
                 data_in_len: 0,
                 residual: if plan.op == IoOp::Read {
                     Residual::of(0, plan.expected)
@@ -465,8 +465,8 @@ impl LogicalUnit {
         };
         match f {
             Fail::Check(s) => Completion {
-                status: Status::CheckCondition,
-                sense: s.encode(self.sense_format()),
+                status: ScsiStatus::CheckCondition,
+                sense: Some(s.encode(self.sense_format())),
                 data_in_len: 0,
                 residual,
             },
@@ -483,7 +483,7 @@ impl LogicalUnit {
                 filled,
             }) => Prepared::Done(Completion {
                 status,
-                sense: crate::sense::SenseData::EMPTY,
+                sense: None,
                 data_in_len: filled,
                 residual: Residual::of(wanted, req.expected_len()),
             }),
@@ -494,7 +494,7 @@ impl LogicalUnit {
     fn check_and_dispatch(&self, req: &mut ScsiRequest<'_>, long: bool) -> HandlerResult {
         let entry = table::decode(req.cdb).map_err(|e| Fail::Check(e.sense()))?;
         if entry.flags.has(Flags::THIN_ONLY) && !self.thin {
-            return Err(SenseInfo::illegal(Asc::INVALID_COMMAND_OPERATION_CODE).into());
+            return Err(Sense::illegal_request(Asc::INVALID_COMMAND_OPERATION_CODE).into());
         }
         let hot = is_hot(entry.kind);
         let slow = !hot
@@ -504,10 +504,14 @@ impl LogicalUnit {
             self.admit(req, entry)?;
         }
         if !entry.flags.has(Flags::OK_STOPPED) && !self.fast.started.load(Ordering::Acquire) {
-            return Err(SenseInfo::new(SenseKey::NotReady, Asc::NOT_READY_INIT_REQUIRED).into());
+            return Err(Sense::new(
+                SenseKey::NotReady,
+                Asc::LU_NOT_READY_INITIALIZING_COMMAND_REQUIRED,
+            )
+            .into());
         }
         if entry.flags.has(Flags::WRITES_MEDIUM) && self.write_protected() {
-            return Err(SenseInfo::new(SenseKey::DataProtect, Asc::WRITE_PROTECTED).into());
+            return Err(Sense::new(SenseKey::DataProtect, Asc::WRITE_PROTECTED).into());
         }
         self.dispatch(entry, req, long)
     }
@@ -519,16 +523,16 @@ impl LogicalUnit {
         let mut st = self.state.lock();
         st.nexus.entry(nexus).or_default();
         if st.scsi2.is_some_and(|h| h != nexus) && !entry.flags.has(Flags::SCSI2_OK) {
-            return Err(Fail::Status(Status::ReservationConflict));
+            return Err(Fail::Status(ScsiStatus::ReservationConflict));
         }
         if st.pr.conflicts(nexus, entry.flags) {
-            return Err(Fail::Status(Status::ReservationConflict));
+            return Err(Fail::Status(ScsiStatus::ReservationConflict));
         }
         if !entry.flags.has(Flags::NO_UA) {
             let ua = st.nexus.get_mut(&nexus).and_then(|q| q.pop());
             if let Some(asc) = ua {
                 self.sync_fast(&st);
-                return Err(SenseInfo::new(SenseKey::UnitAttention, asc).into());
+                return Err(Sense::new(SenseKey::UnitAttention, asc).into());
             }
         }
         Ok(())
@@ -599,7 +603,7 @@ impl LogicalUnit {
         let n = (wanted.min(req.data_in.len() as u64)) as usize;
         req.data_in[..n].copy_from_slice(&data[..n]);
         Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted,
             filled: n,
         }

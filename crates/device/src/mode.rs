@@ -6,7 +6,7 @@
 //! Saved values live in memory for the life of the logical unit (the process); a power-on
 //! reset restores current values from them.
 
-use crate::sense::{Asc, SenseInfo};
+use crate::sense::{Asc, Sense};
 
 /// Page control field of MODE SENSE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,10 +147,10 @@ pub fn sense_pages(
     page: u8,
     subpage: u8,
     out: &mut Vec<u8>,
-) -> Result<(), SenseInfo> {
+) -> Result<(), Sense> {
     if page == ALL_PAGES {
         if subpage != 0x00 && subpage != 0xFF {
-            return Err(SenseInfo::invalid_cdb_field(3, Some(7)));
+            return Err(Sense::invalid_field_in_cdb(3, Some(7)));
         }
         for p in PAGES {
             out.extend_from_slice(values.page(p).unwrap_or(&[]));
@@ -158,10 +158,10 @@ pub fn sense_pages(
         return Ok(());
     }
     let Some(bytes) = values.page(page) else {
-        return Err(SenseInfo::invalid_cdb_field(2, Some(5)));
+        return Err(Sense::invalid_field_in_cdb(2, Some(5)));
     };
     if subpage != 0x00 {
-        return Err(SenseInfo::invalid_cdb_field(3, Some(7)));
+        return Err(Sense::invalid_field_in_cdb(3, Some(7)));
     }
     out.extend_from_slice(bytes);
     Ok(())
@@ -186,10 +186,10 @@ pub fn select_pages(
     list: &[u8],
     ten: bool,
     block_size: u32,
-) -> Result<Selected, SenseInfo> {
+) -> Result<Selected, Sense> {
     let hdr = if ten { 8 } else { 4 };
     if list.len() < hdr {
-        return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+        return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR));
     }
     let (bd_len, long_lba) = if ten {
         (
@@ -202,10 +202,10 @@ pub fn select_pages(
     let bd_size = if long_lba { 16 } else { 8 };
     if bd_len % bd_size != 0 || bd_len > bd_size {
         let at = if ten { 6 } else { 3 };
-        return Err(SenseInfo::invalid_param_field(at, Some(7)));
+        return Err(Sense::invalid_field_in_parameter_list(at, Some(7)));
     }
     if list.len() < hdr + bd_len {
-        return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+        return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR));
     }
     if bd_len > 0 {
         let bd = &list[hdr..hdr + bd_len];
@@ -215,7 +215,7 @@ pub fn select_pages(
             (5, u32::from_be_bytes([0, bd[5], bd[6], bd[7]]))
         };
         if len != 0 && len != block_size {
-            return Err(SenseInfo::invalid_param_field(
+            return Err(Sense::invalid_field_in_parameter_list(
                 (hdr + len_at) as u16,
                 Some(7),
             ));
@@ -228,27 +228,33 @@ pub fn select_pages(
         let code = list[at] & 0x3F;
         if list[at] & 0x40 != 0 {
             // SPF: sub-page format; we have no subpages.
-            return Err(SenseInfo::invalid_param_field(at as u16, Some(6)));
+            return Err(Sense::invalid_field_in_parameter_list(at as u16, Some(6)));
         }
         let Some(len_at) = list.get(at + 1) else {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR));
         };
         let plen = usize::from(*len_at) + 2;
         let (Some(cur), Some(m)) = (values.page(code).map(<[u8]>::to_vec), mask.page(code)) else {
-            return Err(SenseInfo::invalid_param_field(at as u16, Some(5)));
+            return Err(Sense::invalid_field_in_parameter_list(at as u16, Some(5)));
         };
         if plen != cur.len() {
-            return Err(SenseInfo::invalid_param_field((at + 1) as u16, Some(7)));
+            return Err(Sense::invalid_field_in_parameter_list(
+                (at + 1) as u16,
+                Some(7),
+            ));
         }
         let Some(new) = list.get(at..at + plen) else {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR));
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR));
         };
         // Byte 0 holds PS (reserved in MODE SELECT) and SPF; byte 1 the length.
         for i in 2..plen {
             let bad = (new[i] ^ cur[i]) & !m[i];
             if bad != 0 {
                 let bit = 7 - bad.leading_zeros() as u8;
-                return Err(SenseInfo::invalid_param_field((at + i) as u16, Some(bit)));
+                return Err(Sense::invalid_field_in_parameter_list(
+                    (at + i) as u16,
+                    Some(bit),
+                ));
             }
         }
         if let Some(dst) = values.page_mut(code) {
@@ -288,20 +294,20 @@ mod tests {
         let cur = ModePages::defaults();
         // GLTSD (byte 2 bit 1) is not changeable.
         let err = select_pages(&cur, &control_list(0x00, 0x00), false, 512).unwrap_err();
-        assert_eq!(err, SenseInfo::invalid_param_field(4 + 2, Some(1)));
+        assert_eq!(err, Sense::invalid_field_in_parameter_list(4 + 2, Some(1)));
         // Wrong page length.
         let mut l = control_list(0x02, 0);
         l[5] = 0x0B;
         l.push(0);
         assert_eq!(
             select_pages(&cur, &l, false, 512).unwrap_err(),
-            SenseInfo::invalid_param_field(5, Some(7))
+            Sense::invalid_field_in_parameter_list(5, Some(7))
         );
         // Truncated page.
         let l = &control_list(0x02, 0)[..10];
         assert_eq!(
             select_pages(&cur, l, false, 512).unwrap_err(),
-            SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR)
+            Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR)
         );
     }
 
@@ -310,11 +316,11 @@ mod tests {
         let mut out = Vec::new();
         assert_eq!(
             sense_pages(&ModePages::defaults(), 0x19, 0, &mut out).unwrap_err(),
-            SenseInfo::invalid_cdb_field(2, Some(5))
+            Sense::invalid_field_in_cdb(2, Some(5))
         );
         assert_eq!(
             sense_pages(&ModePages::defaults(), CONTROL, 1, &mut out).unwrap_err(),
-            SenseInfo::invalid_cdb_field(3, Some(7))
+            Sense::invalid_field_in_cdb(3, Some(7))
         );
         sense_pages(&ModePages::defaults(), ALL_PAGES, 0, &mut out).unwrap();
         assert_eq!(out.len(), 20 + 12 + 12);

@@ -11,8 +11,8 @@
 //! SPC-4 5.13.3): RESERVE conflicts whenever a persistent registration exists.
 
 use crate::lu::{Fail, HandlerResult, LogicalUnit, Outcome};
-use crate::request::{ItNexus, ScsiRequest, Status};
-use crate::sense::{Asc, SenseInfo};
+use crate::request::{ItNexus, ScsiRequest, ScsiStatus};
+use crate::sense::{Asc, Sense};
 use crate::state::LuState;
 use crate::table::Flags;
 
@@ -171,11 +171,11 @@ impl LogicalUnit {
             return if ok {
                 Ok(Outcome::GOOD)
             } else {
-                Err(Fail::Status(Status::ReservationConflict))
+                Err(Fail::Status(ScsiStatus::ReservationConflict))
             };
         }
         match st.scsi2 {
-            Some(h) if h != nexus => Err(Fail::Status(Status::ReservationConflict)),
+            Some(h) if h != nexus => Err(Fail::Status(ScsiStatus::ReservationConflict)),
             _ => {
                 st.scsi2 = Some(nexus);
                 self.sync_fast(&st);
@@ -191,7 +191,7 @@ impl LogicalUnit {
             return if st.pr.key_of(nexus).is_some() {
                 Ok(Outcome::GOOD)
             } else {
-                Err(Fail::Status(Status::ReservationConflict))
+                Err(Fail::Status(ScsiStatus::ReservationConflict))
             };
         }
         if st.scsi2 == Some(nexus) {
@@ -267,7 +267,7 @@ impl LogicalUnit {
                 out.extend_from_slice(&(body.len() as u32).to_be_bytes());
                 out.extend_from_slice(&body);
             }
-            _ => return Err(SenseInfo::invalid_cdb_field(1, Some(4)).into()),
+            _ => return Err(Sense::invalid_field_in_cdb(1, Some(4)).into()),
         }
         drop(st);
         Ok(Self::respond(req, &out, alloc))
@@ -299,10 +299,10 @@ impl LogicalUnit {
         let ty_raw = cdb[2] & 0x0f;
         let list_len = u32::from_be_bytes([cdb[5], cdb[6], cdb[7], cdb[8]]);
         if list_len != 24 {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         }
         let Some(list) = req.data_out.get(..24) else {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         };
         let p = ProutParams {
             key: be64(&list[0..8]),
@@ -312,27 +312,27 @@ impl LogicalUnit {
             aptpl: list[20] & 0x01 != 0,
         };
         if p.spec_i_pt {
-            return Err(SenseInfo::invalid_param_field(20, Some(3)).into());
+            return Err(Sense::invalid_field_in_parameter_list(20, Some(3)).into());
         }
         if p.all_tg_pt {
-            return Err(SenseInfo::invalid_param_field(20, Some(2)).into());
+            return Err(Sense::invalid_field_in_parameter_list(20, Some(2)).into());
         }
         if p.aptpl {
-            return Err(SenseInfo::invalid_param_field(20, Some(0)).into());
+            return Err(Sense::invalid_field_in_parameter_list(20, Some(0)).into());
         }
         let nexus = req.nexus;
         let mut st = self.state.lock();
         if matches!(st.scsi2, Some(h) if h != nexus) {
-            return Err(Fail::Status(Status::ReservationConflict));
+            return Err(Fail::Status(ScsiStatus::ReservationConflict));
         }
         let needs_type = matches!(sa, 0x01 | 0x02 | 0x04 | 0x05);
         let ty = if needs_type {
             if scope != 0 {
-                return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+                return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
             }
             match PrType::from_u8(ty_raw) {
                 Some(t) => Some(t),
-                None => return Err(SenseInfo::invalid_cdb_field(2, Some(3)).into()),
+                None => return Err(Sense::invalid_field_in_cdb(2, Some(3)).into()),
             }
         } else {
             None
@@ -344,7 +344,7 @@ impl LogicalUnit {
             (0x02, Some(ty)) => Self::pr_release(&mut st, nexus, &p, ty),
             (0x03, _) => Self::pr_clear(&mut st, nexus, &p),
             (0x04 | 0x05, Some(ty)) => Self::pr_preempt(&mut st, nexus, &p, ty),
-            _ => Err(SenseInfo::invalid_cdb_field(1, Some(4)).into()),
+            _ => Err(Sense::invalid_field_in_cdb(1, Some(4)).into()),
         };
         self.sync_fast(&st);
         result.map(|()| Outcome::GOOD)
@@ -353,7 +353,7 @@ impl LogicalUnit {
     fn check_key(st: &LuState, nexus: ItNexus, key: u64) -> Result<(), Fail> {
         match st.pr.key_of(nexus) {
             Some(k) if k == key => Ok(()),
-            _ => Err(Fail::Status(Status::ReservationConflict)),
+            _ => Err(Fail::Status(ScsiStatus::ReservationConflict)),
         }
     }
 
@@ -366,7 +366,7 @@ impl LogicalUnit {
         match st.pr.key_of(nexus) {
             None => {
                 if !ignore_existing && p.key != 0 {
-                    return Err(Fail::Status(Status::ReservationConflict));
+                    return Err(Fail::Status(ScsiStatus::ReservationConflict));
                 }
                 if p.sa_key != 0 {
                     st.pr.registrations.push((nexus, p.sa_key));
@@ -375,7 +375,7 @@ impl LogicalUnit {
             }
             Some(k) => {
                 if !ignore_existing && p.key != k {
-                    return Err(Fail::Status(Status::ReservationConflict));
+                    return Err(Fail::Status(ScsiStatus::ReservationConflict));
                 }
                 if p.sa_key == 0 {
                     let before = st.pr.reservation;
@@ -423,7 +423,7 @@ impl LogicalUnit {
                 Ok(())
             }
             Some(r) if st.pr.is_holder(nexus) && r.ty == ty => Ok(()),
-            Some(_) => Err(Fail::Status(Status::ReservationConflict)),
+            Some(_) => Err(Fail::Status(ScsiStatus::ReservationConflict)),
         }
     }
 
@@ -441,7 +441,9 @@ impl LogicalUnit {
             return Ok(());
         }
         if r.ty != ty {
-            return Err(SenseInfo::illegal(Asc::INVALID_RELEASE_OF_PR).into());
+            return Err(
+                Sense::illegal_request(Asc::INVALID_RELEASE_OF_PERSISTENT_RESERVATION).into(),
+            );
         }
         st.pr.reservation = None;
         Self::released_ua(st, nexus, r.ty);
@@ -487,11 +489,11 @@ impl LogicalUnit {
         let preempted: Vec<ItNexus> = match st.pr.reservation {
             None => {
                 if p.sa_key == 0 {
-                    return Err(SenseInfo::invalid_param_field(8, None).into());
+                    return Err(Sense::invalid_field_in_parameter_list(8, None).into());
                 }
                 let gone = remove_key(st, p.sa_key);
                 if gone.is_empty() && st.pr.key_of(nexus) != Some(p.sa_key) {
-                    return Err(Fail::Status(Status::ReservationConflict));
+                    return Err(Fail::Status(ScsiStatus::ReservationConflict));
                 }
                 gone
             }
@@ -510,7 +512,7 @@ impl LogicalUnit {
                 } else {
                     let gone = remove_key(st, p.sa_key);
                     if gone.is_empty() && st.pr.key_of(nexus) != Some(p.sa_key) {
-                        return Err(Fail::Status(Status::ReservationConflict));
+                        return Err(Fail::Status(ScsiStatus::ReservationConflict));
                     }
                     gone
                 }
@@ -523,11 +525,11 @@ impl LogicalUnit {
                     gone
                 } else {
                     if p.sa_key == 0 {
-                        return Err(SenseInfo::invalid_param_field(8, None).into());
+                        return Err(Sense::invalid_field_in_parameter_list(8, None).into());
                     }
                     let gone = remove_key(st, p.sa_key);
                     if gone.is_empty() && st.pr.key_of(nexus) != Some(p.sa_key) {
-                        return Err(Fail::Status(Status::ReservationConflict));
+                        return Err(Fail::Status(ScsiStatus::ReservationConflict));
                     }
                     gone
                 }

@@ -1,6 +1,8 @@
 //! What goes into a logical unit and what comes out of it.
 
-use crate::sense::SenseData;
+pub use scsi::ScsiStatus;
+
+use crate::sense::SenseBuffer;
 
 /// The identity of an I_T nexus as the logical unit sees it.
 ///
@@ -23,31 +25,6 @@ impl ItNexus {
             initiator,
             target_port,
         }
-    }
-}
-
-/// SCSI status (SAM-5 5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Status {
-    /// GOOD.
-    Good = 0x00,
-    /// CHECK CONDITION: see the sense data.
-    CheckCondition = 0x02,
-    /// CONDITION MET.
-    ConditionMet = 0x04,
-    /// BUSY.
-    Busy = 0x08,
-    /// RESERVATION CONFLICT.
-    ReservationConflict = 0x18,
-    /// TASK SET FULL.
-    TaskSetFull = 0x28,
-}
-
-impl Status {
-    /// The status byte.
-    pub const fn as_u8(self) -> u8 {
-        self as u8
     }
 }
 
@@ -116,9 +93,9 @@ impl Residual {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Completion {
     /// The status byte.
-    pub status: Status,
+    pub status: ScsiStatus,
     /// Sense data (with CHECK CONDITION), fixed or descriptor format per D_SENSE.
-    pub sense: SenseData,
+    pub sense: Option<SenseBuffer>,
     /// Bytes of `data_in` the command filled.
     pub data_in_len: usize,
     /// The residual against the expected transfer length.
@@ -128,17 +105,17 @@ pub struct Completion {
 impl Completion {
     /// GOOD with no data.
     pub const GOOD: Completion = Completion {
-        status: Status::Good,
-        sense: SenseData::EMPTY,
+        status: ScsiStatus::Good,
+        sense: None,
         data_in_len: 0,
         residual: Residual::None,
     };
 
     /// A status without sense (GOOD, BUSY, RESERVATION CONFLICT...).
-    pub const fn status(status: Status, residual: Residual) -> Self {
+    pub const fn status(status: ScsiStatus, residual: Residual) -> Self {
         Completion {
             status,
-            sense: SenseData::EMPTY,
+            sense: None,
             data_in_len: 0,
             residual,
         }

@@ -14,8 +14,8 @@
 
 use crate::backend::LbaStatus;
 use crate::lu::{Fail, HandlerResult, IoOp, LogicalUnit, Outcome};
-use crate::request::{ScsiRequest, Status};
-use crate::sense::{Asc, SenseInfo, SenseKey};
+use crate::request::{ScsiRequest, ScsiStatus};
+use crate::sense::{Asc, Sense, SenseKey};
 use crate::table::{CommandEntry, CommandKind};
 
 /// LOGICAL BLOCK ADDRESS, TRANSFER LENGTH and the CDB offset of the length field.
@@ -69,14 +69,17 @@ pub(crate) fn lba_range(cdb: &[u8], len: usize) -> LbaRange {
     }
 }
 
-const LBA_OUT_OF_RANGE: SenseInfo = SenseInfo::illegal(Asc::LBA_OUT_OF_RANGE);
+const LBA_OUT_OF_RANGE: Sense = Sense::illegal_request(Asc::LBA_OUT_OF_RANGE);
 /// INVALID FIELD IN CDB without a pointer: the data-out length does not fit the command.
-const BAD_DATA_OUT_LENGTH: SenseInfo = SenseInfo::illegal(Asc::INVALID_FIELD_IN_CDB);
+const BAD_DATA_OUT_LENGTH: Sense = Sense::illegal_request(Asc::INVALID_FIELD_IN_CDB);
 /// Bytes per chunk when a command loops over a range.
 const CHUNK: u64 = 1 << 20;
 
 fn miscompare(offset: u64) -> Fail {
-    let mut s = SenseInfo::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY);
+    let mut s = Sense::new(
+        SenseKey::Miscompare,
+        Asc::MISCOMPARE_DURING_VERIFY_OPERATION,
+    );
     s.information = Some(offset);
     Fail::Check(s)
 }
@@ -92,7 +95,7 @@ impl LogicalUnit {
 
     fn check_transfer(&self, r: &LbaRange) -> Result<(), Fail> {
         if r.blocks > u64::from(self.config.max_transfer_blocks) {
-            return Err(SenseInfo::invalid_cdb_field(r.len_at, Some(7)).into());
+            return Err(Sense::invalid_field_in_cdb(r.len_at, Some(7)).into());
         }
         self.check_range(r.lba, r.blocks)
     }
@@ -110,7 +113,7 @@ impl LogicalUnit {
         let len = wanted.min(expected as u64) as usize;
         if len == 0 {
             return Ok(Outcome::Done {
-                status: Status::Good,
+                status: ScsiStatus::Good,
                 wanted,
                 filled: 0,
             });
@@ -133,7 +136,7 @@ impl LogicalUnit {
         let blocks = wanted.min(expected as u64) / bs;
         if blocks == 0 {
             return Ok(Outcome::Done {
-                status: Status::Good,
+                status: ScsiStatus::Good,
                 wanted,
                 filled: 0,
             });
@@ -165,7 +168,7 @@ impl LogicalUnit {
     pub(crate) fn read_capacity10(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
         let pmi = req.cdb[8] & 1 != 0;
         if !pmi && req.cdb[2..6] != [0, 0, 0, 0] {
-            return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+            return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
         let last = self.num_blocks() - 1;
         let mut d = [0u8; 8];
@@ -179,7 +182,7 @@ impl LogicalUnit {
         let alloc = be32(&req.cdb[10..14]);
         let pmi = req.cdb[14] & 1 != 0;
         if !pmi && req.cdb[2..10] != [0; 8] {
-            return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+            return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
         let mut d = [0u8; 32];
         d[0..8].copy_from_slice(&(self.num_blocks() - 1).to_be_bytes());
@@ -203,7 +206,7 @@ impl LogicalUnit {
     pub(crate) fn verify(&self, entry: &CommandEntry, req: &mut ScsiRequest<'_>) -> HandlerResult {
         let bytchk = (req.cdb[1] >> 1) & 0x03;
         if bytchk > 1 {
-            return Err(SenseInfo::invalid_cdb_field(1, Some(2)).into());
+            return Err(Sense::invalid_field_in_cdb(1, Some(2)).into());
         }
         let r = lba_range(req.cdb, entry.cdb_len());
         self.check_transfer(&r)?;
@@ -225,7 +228,7 @@ impl LogicalUnit {
             return Err(miscompare(i as u64));
         }
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted,
             filled: 0,
         })
@@ -256,7 +259,7 @@ impl LogicalUnit {
             }
         }
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted,
             filled: 0,
         })
@@ -306,11 +309,11 @@ impl LogicalUnit {
         let unmap = b1 & 0x08 != 0;
         let ndob = ws16 && b1 & 0x01 != 0;
         if anchor {
-            return Err(SenseInfo::invalid_cdb_field(1, Some(4)).into());
+            return Err(Sense::invalid_field_in_cdb(1, Some(4)).into());
         }
         let r = lba_range(req.cdb, entry.cdb_len());
         if r.blocks == 0 || r.blocks > u64::from(self.config.max_write_same_blocks) {
-            return Err(SenseInfo::invalid_cdb_field(r.len_at, Some(7)).into());
+            return Err(Sense::invalid_field_in_cdb(r.len_at, Some(7)).into());
         }
         self.check_range(r.lba, r.blocks)?;
         let bs = self.bs() as usize;
@@ -332,7 +335,7 @@ impl LogicalUnit {
             self.fill_pattern(r.lba, r.blocks, pattern)?;
         }
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted,
             filled: 0,
         })
@@ -341,7 +344,7 @@ impl LogicalUnit {
     /// UNMAP (SBC-4 5.32): every descriptor is checked before any block is unmapped.
     pub(crate) fn unmap(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
         if req.cdb[1] & 0x01 != 0 {
-            return Err(SenseInfo::invalid_cdb_field(1, Some(0)).into());
+            return Err(Sense::invalid_field_in_cdb(1, Some(0)).into());
         }
         let plen = be16(&req.cdb[7..9]) as usize;
         if plen == 0 {
@@ -349,12 +352,12 @@ impl LogicalUnit {
         }
         let list = &req.data_out[..plen.min(req.data_out.len())];
         if plen < 8 || list.len() < 8 {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         }
         let bd_len = (be16(&list[2..4]) as usize).min(list.len() - 8);
         let count = bd_len / 16;
         if count > self.config.max_unmap_descriptors as usize {
-            return Err(SenseInfo::invalid_param_field(2, Some(7)).into());
+            return Err(Sense::invalid_field_in_parameter_list(2, Some(7)).into());
         }
         let descriptor = |i: usize| {
             let d = &list[8 + 16 * i..8 + 16 * i + 16];
@@ -363,9 +366,11 @@ impl LogicalUnit {
         for i in 0..count {
             let (lba, blocks) = descriptor(i);
             if blocks > u64::from(self.config.max_unmap_blocks) {
-                return Err(
-                    SenseInfo::invalid_param_field((8 + 16 * i + 8) as u16, Some(7)).into(),
-                );
+                return Err(Sense::invalid_field_in_parameter_list(
+                    (8 + 16 * i + 8) as u16,
+                    Some(7),
+                )
+                .into());
             }
             self.check_range(lba, blocks)?;
         }
@@ -377,7 +382,7 @@ impl LogicalUnit {
             }
         }
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted: plen as u64,
             filled: 0,
         })
@@ -428,7 +433,7 @@ impl LogicalUnit {
             return Ok(Outcome::GOOD);
         }
         if blocks > u64::from(self.config.max_compare_and_write_blocks) {
-            return Err(SenseInfo::invalid_cdb_field(13, Some(7)).into());
+            return Err(Sense::invalid_field_in_cdb(13, Some(7)).into());
         }
         self.check_range(lba, blocks)?;
         let half = (blocks * self.bs()) as usize;
@@ -436,7 +441,7 @@ impl LogicalUnit {
             return Err(BAD_DATA_OUT_LENGTH.into());
         }
         let Ok(_g) = self.ranges.exclusive(lba, lba + blocks) else {
-            return Err(Fail::Status(Status::Busy));
+            return Err(Fail::Status(ScsiStatus::Busy));
         };
         let medium = self.read_blocks(lba, blocks)?;
         let (verify, write) = req.data_out.split_at(half);
@@ -446,7 +451,7 @@ impl LogicalUnit {
         self.backend
             .write_at(lba * self.bs(), write, fua || !self.wce())?;
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted: 2 * half as u64,
             filled: 0,
         })
@@ -463,7 +468,7 @@ impl LogicalUnit {
         let blocks = wanted.min(req.data_out.len() as u64) / bs;
         if blocks > 0 {
             let Ok(_g) = self.ranges.exclusive(r.lba, r.lba + blocks) else {
-                return Err(Fail::Status(Status::Busy));
+                return Err(Fail::Status(ScsiStatus::Busy));
             };
             let mut medium = self.read_blocks(r.lba, blocks)?;
             for (m, d) in medium.iter_mut().zip(req.data_out) {
@@ -473,7 +478,7 @@ impl LogicalUnit {
                 .write_at(r.lba * bs, &medium, fua || !self.wce())?;
         }
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted,
             filled: 0,
         })

@@ -4,8 +4,8 @@
 
 use crate::lu::{HandlerResult, LogicalUnit, Outcome};
 use crate::mode::{self, PageControl};
-use crate::request::{Completion, ItNexus, Residual, ScsiRequest, Status};
-use crate::sense::{Asc, SenseData, SenseFormat, SenseInfo, SenseKey};
+use crate::request::{Completion, ItNexus, Residual, ScsiRequest, ScsiStatus};
+use crate::sense::{Asc, Sense, SenseFormat, SenseKey};
 use crate::table::{self, COMMANDS, CommandEntry, CommandKind};
 
 /// The REPORT LUNS well-known logical unit (SPC-4 8.2).
@@ -38,7 +38,10 @@ pub fn report_luns(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
     match table::decode(req.cdb) {
         Ok(e) if e.kind == CommandKind::ReportLuns => {}
         Ok(_) | Err(_) => {
-            return fail_fixed(req, SenseInfo::illegal(Asc::INVALID_COMMAND_OPERATION_CODE));
+            return fail_fixed(
+                req,
+                Sense::illegal_request(Asc::INVALID_COMMAND_OPERATION_CODE),
+            );
         }
     }
     match report_luns_data(req.cdb, luns) {
@@ -48,8 +51,8 @@ pub fn report_luns(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
                 unreachable!("respond never plans I/O")
             };
             Completion {
-                status: Status::Good,
-                sense: SenseData::EMPTY,
+                status: ScsiStatus::Good,
+                sense: None,
                 data_in_len: filled,
                 residual: Residual::of(wanted, req.data_in.len()),
             }
@@ -58,17 +61,17 @@ pub fn report_luns(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
     }
 }
 
-fn fail_fixed(req: &ScsiRequest<'_>, s: SenseInfo) -> Completion {
+fn fail_fixed(req: &ScsiRequest<'_>, s: Sense) -> Completion {
     Completion {
-        status: Status::CheckCondition,
-        sense: s.encode(SenseFormat::Fixed),
+        status: ScsiStatus::CheckCondition,
+        sense: Some(s.encode(SenseFormat::Fixed)),
         data_in_len: 0,
         residual: Residual::of(0, req.data_in.len()),
     }
 }
 
 /// Builds REPORT LUNS parameter data; returns it with the allocation length.
-fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), SenseInfo> {
+fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), Sense> {
     let select = cdb[2];
     let alloc = u64::from(u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]));
     let (ordinary, wlun) = match select {
@@ -77,7 +80,7 @@ fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), SenseInf
         0x02 => (true, true),
         // Administrative LU reports: this target has no administrative LUs.
         0x10..=0x12 => (false, false),
-        _ => return Err(SenseInfo::invalid_cdb_field(2, Some(7))),
+        _ => return Err(Sense::invalid_field_in_cdb(2, Some(7))),
     };
     let mut list: Vec<u64> = Vec::new();
     if ordinary {
@@ -119,7 +122,7 @@ impl LogicalUnit {
             self.vpd_page(page, req.nexus)?
         } else {
             if page != 0 {
-                return Err(SenseInfo::invalid_cdb_field(2, Some(7)).into());
+                return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
             }
             self.standard_inquiry()
         };
@@ -150,7 +153,7 @@ impl LogicalUnit {
     /// The VPD pages this LU reports, ascending.
     const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
 
-    fn vpd_page(&self, page: u8, nexus: ItNexus) -> Result<Vec<u8>, SenseInfo> {
+    fn vpd_page(&self, page: u8, nexus: ItNexus) -> Result<Vec<u8>, Sense> {
         let mut d = vec![0x00, page, 0, 0];
         match page {
             0x00 => d.extend_from_slice(&Self::VPD_PAGES),
@@ -172,7 +175,7 @@ impl LogicalUnit {
                     d.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]);
                 }
             }
-            _ => return Err(SenseInfo::invalid_cdb_field(2, Some(7))),
+            _ => return Err(Sense::invalid_field_in_cdb(2, Some(7))),
         }
         let len = (d.len() - 4) as u16;
         d[2..4].copy_from_slice(&len.to_be_bytes());
@@ -240,11 +243,12 @@ impl LogicalUnit {
             let started = st.started;
             self.sync_fast(&st);
             match ua {
-                Some(asc) => SenseInfo::new(SenseKey::UnitAttention, asc),
-                None if !started => {
-                    SenseInfo::new(SenseKey::NotReady, Asc::NOT_READY_INIT_REQUIRED)
-                }
-                None => SenseInfo::new(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE),
+                Some(asc) => Sense::new(SenseKey::UnitAttention, asc),
+                None if !started => Sense::new(
+                    SenseKey::NotReady,
+                    Asc::LU_NOT_READY_INITIALIZING_COMMAND_REQUIRED,
+                ),
+                None => Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL_SENSE),
             }
         };
         let fmt = if desc {
@@ -354,7 +358,7 @@ impl LogicalUnit {
             return Ok(Outcome::GOOD);
         }
         let Some(list) = req.data_out.get(..len) else {
-            return Err(SenseInfo::illegal(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         };
         let mut st = self.state.lock();
         let sel = mode::select_pages(&st.mode, list, ten, self.block_size)?;
@@ -367,7 +371,7 @@ impl LogicalUnit {
         st.mode = sel.values;
         self.sync_fast(&st);
         Ok(Outcome::Done {
-            status: Status::Good,
+            status: ScsiStatus::Good,
             wanted: len as u64,
             filled: 0,
         })
@@ -408,10 +412,10 @@ impl LogicalUnit {
             1..=3 => {
                 let has_sa = table::has_service_action(req_op);
                 if options == 1 && has_sa {
-                    return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into());
+                    return Err(Sense::invalid_field_in_cdb(2, Some(2)).into());
                 }
                 if options == 2 && !has_sa {
-                    return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into());
+                    return Err(Sense::invalid_field_in_cdb(2, Some(2)).into());
                 }
                 let found = COMMANDS
                     .iter()
@@ -430,7 +434,7 @@ impl LogicalUnit {
                     None => out.extend_from_slice(&[0, 0x01, 0, 0]), // not supported
                 }
             }
-            _ => return Err(SenseInfo::invalid_cdb_field(2, Some(2)).into()),
+            _ => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
         }
         Ok(Self::respond(req, &out, alloc))
     }
@@ -445,10 +449,10 @@ impl LogicalUnit {
         match power_condition {
             0x0 => {}
             0x1 | 0x2 | 0x3 | 0x7 | 0xA | 0xB => return Ok(Outcome::GOOD),
-            _ => return Err(SenseInfo::invalid_cdb_field(4, Some(7)).into()),
+            _ => return Err(Sense::invalid_field_in_cdb(4, Some(7)).into()),
         }
         if loej {
-            return Err(SenseInfo::invalid_cdb_field(4, Some(1)).into());
+            return Err(Sense::invalid_field_in_cdb(4, Some(1)).into());
         }
         let mut st = self.state.lock();
         st.started = start;
@@ -468,7 +472,7 @@ impl LogicalUnit {
                 st.prevent.insert(req.nexus);
             }
             // 10b and 11b are obsolete.
-            _ => return Err(SenseInfo::invalid_cdb_field(4, Some(1)).into()),
+            _ => return Err(Sense::invalid_field_in_cdb(4, Some(1)).into()),
         }
         Ok(Outcome::GOOD)
     }

@@ -24,8 +24,8 @@ impl UaQueue {
     /// Queues `asc` unless it is already queued. Reset conditions (29h) go first and
     /// replace other reset conditions: they have the highest precedence.
     pub(crate) fn push(&mut self, asc: Asc) {
-        if asc.0 == 0x29 {
-            self.queue.retain(|a| a.0 != 0x29);
+        if asc.asc == 0x29 {
+            self.queue.retain(|a| a.asc != 0x29);
             self.queue.push_front(asc);
         } else if !self.queue.contains(&asc) {
             self.queue.push_back(asc);
@@ -114,13 +114,13 @@ mod tests {
         let mut q = UaQueue::default();
         q.push(Asc::MODE_PARAMETERS_CHANGED);
         q.push(Asc::MODE_PARAMETERS_CHANGED);
-        q.push(Asc::BUS_DEVICE_RESET_OCCURRED);
+        q.push(Asc::BUS_DEVICE_RESET);
         q.push(Asc::POWER_ON_OCCURRED);
         assert_eq!(q.pop(), Some(Asc::POWER_ON_OCCURRED));
         assert_eq!(q.pop(), Some(Asc::MODE_PARAMETERS_CHANGED));
         assert_eq!(q.pop(), None);
         for i in 0..20 {
-            q.push(Asc(0x2A, i));
+            q.push(Asc::new(0x2A, i));
         }
         assert_eq!(q.len(), MAX_QUEUED_UA);
     }

@@ -7,7 +7,9 @@
 //! does), the data direction, the states and reservations it may run under, and its
 //! timeouts. A whole-table test checks the table's own invariants.
 
-use crate::sense::{Asc, SenseInfo};
+use scsi::Opcode as op;
+
+use crate::sense::{Asc, Sense};
 
 /// Direction of the data phase.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,11 +139,13 @@ impl CommandEntry {
 
 const RD: Flags = Flags::PR_READ;
 const WR: Flags = Flags::PR_WRITE.with(Flags::WRITES_MEDIUM);
+/// INQUIRY, REPORT LUNS, REQUEST SENSE: run in any state, never see a unit attention.
+const ALWAYS: Flags = Flags::OK_STOPPED.with(Flags::NO_UA).with(Flags::SCSI2_OK);
 
 macro_rules! entry {
-    ($op:expr, $sa:expr, $name:expr, $kind:ident, $dir:ident, $flags:expr, $t:expr, [$($u:expr),* $(,)?]) => {
+    ($op:path, $sa:expr, $name:expr, $kind:ident, $dir:ident, $flags:expr, $t:expr, [$($u:expr),* $(,)?]) => {
         CommandEntry {
-            opcode: $op,
+            opcode: $op.0,
             service_action: $sa,
             name: $name,
             kind: CommandKind::$kind,
@@ -155,569 +159,112 @@ macro_rules! entry {
 }
 
 /// Every supported command, sorted by opcode then service action.
+#[rustfmt::skip]
 pub static COMMANDS: &[CommandEntry] = &[
-    entry!(
-        0x00,
-        None,
-        "TEST UNIT READY",
-        TestUnitReady,
-        None,
-        Flags::NONE,
-        5,
-        [0x00, 0, 0, 0, 0, 0]
-    ),
-    entry!(
-        0x03,
-        None,
-        "REQUEST SENSE",
-        RequestSense,
-        In,
-        Flags::OK_STOPPED.with(Flags::NO_UA).with(Flags::SCSI2_OK),
-        5,
-        [0x03, 0x01, 0, 0, 0xff, 0]
-    ),
-    entry!(
-        0x08,
-        None,
-        "READ(6)",
-        Read6,
-        In,
-        RD,
-        30,
-        [0x08, 0x1f, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x0a,
-        None,
-        "WRITE(6)",
-        Write6,
-        Out,
-        WR,
-        30,
-        [0x0a, 0x1f, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x12,
-        None,
-        "INQUIRY",
-        Inquiry,
-        In,
-        Flags::OK_STOPPED.with(Flags::NO_UA).with(Flags::SCSI2_OK),
-        5,
-        [0x12, 0x01, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x15,
-        None,
-        "MODE SELECT(6)",
-        ModeSelect6,
-        Out,
-        Flags::OK_STOPPED.with(Flags::PR_WRITE),
-        5,
-        [0x15, 0x11, 0, 0, 0xff, 0]
-    ),
-    entry!(
-        0x16,
-        None,
-        "RESERVE(6)",
-        Reserve6,
-        None,
-        Flags::OK_STOPPED,
-        5,
-        [0x16, 0, 0, 0, 0, 0]
-    ),
-    entry!(
-        0x17,
-        None,
-        "RELEASE(6)",
-        Release6,
-        None,
-        Flags::OK_STOPPED.with(Flags::SCSI2_OK),
-        5,
-        [0x17, 0, 0, 0, 0, 0]
-    ),
-    entry!(
-        0x1a,
-        None,
-        "MODE SENSE(6)",
-        ModeSense6,
-        In,
-        Flags::OK_STOPPED.with(Flags::PR_READ),
-        5,
-        [0x1a, 0x08, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x1b,
-        None,
-        "START STOP UNIT",
-        StartStopUnit,
-        None,
-        Flags::OK_STOPPED.with(Flags::PR_WRITE),
-        30,
-        [0x1b, 0x01, 0, 0x0f, 0xf7, 0]
-    ),
-    entry!(
-        0x1e,
-        None,
-        "PREVENT ALLOW MEDIUM REMOVAL",
-        PreventAllowMediumRemoval,
-        None,
-        Flags::OK_STOPPED,
-        5,
-        [0x1e, 0, 0, 0, 0x03, 0]
-    ),
-    entry!(
-        0x25,
-        None,
-        "READ CAPACITY(10)",
-        ReadCapacity10,
-        In,
-        Flags::SCSI2_OK,
-        5,
-        [0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0]
-    ),
-    entry!(
-        0x28,
-        None,
-        "READ(10)",
-        Read10,
-        In,
-        RD,
-        30,
-        [0x28, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x2a,
-        None,
-        "WRITE(10)",
-        Write10,
-        Out,
-        WR,
-        30,
-        [0x2a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x2e,
-        None,
-        "WRITE AND VERIFY(10)",
-        WriteAndVerify10,
-        Out,
-        WR,
-        30,
-        [0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x2f,
-        None,
-        "VERIFY(10)",
-        Verify10,
-        Out,
-        RD,
-        30,
-        [0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x34,
-        None,
-        "PRE-FETCH(10)",
-        PreFetch10,
-        None,
-        RD,
-        30,
-        [0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x35,
-        None,
-        "SYNCHRONIZE CACHE(10)",
-        SynchronizeCache10,
-        None,
-        Flags::PR_WRITE,
-        60,
-        [0x35, 0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x41,
-        None,
-        "WRITE SAME(10)",
-        WriteSame10,
-        Out,
-        WR,
-        60,
-        [0x41, 0x18, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x42,
-        None,
-        "UNMAP",
-        Unmap,
-        Out,
-        WR.with(Flags::THIN_ONLY),
-        60,
-        [0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x55,
-        None,
-        "MODE SELECT(10)",
-        ModeSelect10,
-        Out,
-        Flags::OK_STOPPED.with(Flags::PR_WRITE),
-        5,
-        [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x56,
-        None,
-        "RESERVE(10)",
-        Reserve10,
-        None,
-        Flags::OK_STOPPED,
-        5,
-        [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    ),
-    entry!(
-        0x57,
-        None,
-        "RELEASE(10)",
-        Release10,
-        None,
-        Flags::OK_STOPPED.with(Flags::SCSI2_OK),
-        5,
-        [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]
-    ),
-    entry!(
-        0x5a,
-        None,
-        "MODE SENSE(10)",
-        ModeSense10,
-        In,
-        Flags::OK_STOPPED.with(Flags::PR_READ),
-        5,
-        [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5e,
-        Some(0x00),
-        "PERSISTENT RESERVE IN / READ KEYS",
-        PersistentReserveIn,
-        In,
-        Flags::OK_STOPPED,
-        5,
-        [0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5e,
-        Some(0x01),
-        "PERSISTENT RESERVE IN / READ RESERVATION",
-        PersistentReserveIn,
-        In,
-        Flags::OK_STOPPED,
-        5,
-        [0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5e,
-        Some(0x02),
-        "PERSISTENT RESERVE IN / REPORT CAPABILITIES",
-        PersistentReserveIn,
-        In,
-        Flags::OK_STOPPED,
-        5,
-        [0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5e,
-        Some(0x03),
-        "PERSISTENT RESERVE IN / READ FULL STATUS",
-        PersistentReserveIn,
-        In,
-        Flags::OK_STOPPED,
-        5,
-        [0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x00),
-        "PERSISTENT RESERVE OUT / REGISTER",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x01),
-        "PERSISTENT RESERVE OUT / RESERVE",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x02),
-        "PERSISTENT RESERVE OUT / RELEASE",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x03),
-        "PERSISTENT RESERVE OUT / CLEAR",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x04),
-        "PERSISTENT RESERVE OUT / PREEMPT",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x05),
-        "PERSISTENT RESERVE OUT / PREEMPT AND ABORT",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x5f,
-        Some(0x06),
-        "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY",
-        PersistentReserveOut,
-        Out,
-        Flags::OK_STOPPED,
-        5,
-        [0x5f, 0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]
-    ),
-    entry!(
-        0x88,
-        None,
-        "READ(16)",
-        Read16,
-        In,
-        RD,
-        30,
-        [
-            0x88, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x89,
-        None,
-        "COMPARE AND WRITE",
-        CompareAndWrite,
-        Out,
-        WR,
-        30,
-        [
-            0x89, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, 0
-        ]
-    ),
-    entry!(
-        0x8a,
-        None,
-        "WRITE(16)",
-        Write16,
-        Out,
-        WR,
-        30,
-        [
-            0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x8b,
-        None,
-        "ORWRITE(16)",
-        OrWrite16,
-        Out,
-        WR,
-        30,
-        [
-            0x8b, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x8e,
-        None,
-        "WRITE AND VERIFY(16)",
-        WriteAndVerify16,
-        Out,
-        WR,
-        30,
-        [
-            0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x8f,
-        None,
-        "VERIFY(16)",
-        Verify16,
-        Out,
-        RD,
-        30,
-        [
-            0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x90,
-        None,
-        "PRE-FETCH(16)",
-        PreFetch16,
-        None,
-        RD,
-        30,
-        [
-            0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x91,
-        None,
-        "SYNCHRONIZE CACHE(16)",
-        SynchronizeCache16,
-        None,
-        Flags::PR_WRITE,
-        60,
-        [
-            0x91, 0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x93,
-        None,
-        "WRITE SAME(16)",
-        WriteSame16,
-        Out,
-        WR,
-        60,
-        [
-            0x93, 0x19, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x1f, 0
-        ]
-    ),
-    entry!(
-        0x9e,
-        Some(0x10),
-        "READ CAPACITY(16)",
-        ReadCapacity16,
-        In,
-        Flags::SCSI2_OK,
-        5,
-        [
-            0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x01, 0
-        ]
-    ),
-    entry!(
-        0x9e,
-        Some(0x12),
-        "GET LBA STATUS",
-        GetLbaStatus,
-        In,
-        RD,
-        5,
-        [
-            0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-            0x03, 0
-        ]
-    ),
-    entry!(
-        0xa0,
-        None,
-        "REPORT LUNS",
-        ReportLuns,
-        In,
-        Flags::OK_STOPPED.with(Flags::NO_UA).with(Flags::SCSI2_OK),
-        5,
-        [0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0]
-    ),
-    entry!(
-        0xa3,
-        Some(0x0c),
-        "REPORT SUPPORTED OPERATION CODES",
-        ReportSupportedOperationCodes,
-        In,
-        Flags::OK_STOPPED.with(Flags::SCSI2_OK),
-        5,
-        [
-            0xa3, 0x8c, 0x07, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0
-        ]
-    ),
-    entry!(
-        0xa8,
-        None,
-        "READ(12)",
-        Read12,
-        In,
-        RD,
-        30,
-        [
-            0xa8, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0
-        ]
-    ),
-    entry!(
-        0xaa,
-        None,
-        "WRITE(12)",
-        Write12,
-        Out,
-        WR,
-        30,
-        [
-            0xaa, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0
-        ]
-    ),
-    entry!(
-        0xae,
-        None,
-        "WRITE AND VERIFY(12)",
-        WriteAndVerify12,
-        Out,
-        WR,
-        30,
-        [
-            0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0
-        ]
-    ),
-    entry!(
-        0xaf,
-        None,
-        "VERIFY(12)",
-        Verify12,
-        Out,
-        RD,
-        30,
-        [
-            0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0
-        ]
-    ),
+    entry!(op::TEST_UNIT_READY, None, "TEST UNIT READY", TestUnitReady, None, Flags::NONE, 5,
+        [0x00, 0, 0, 0, 0, 0]),
+    entry!(op::REQUEST_SENSE, None, "REQUEST SENSE", RequestSense, In, ALWAYS, 5,
+        [0x03, 0x01, 0, 0, 0xff, 0]),
+    entry!(op::READ_6, None, "READ(6)", Read6, In, RD, 30,
+        [0x08, 0x1f, 0xff, 0xff, 0xff, 0]),
+    entry!(op::WRITE_6, None, "WRITE(6)", Write6, Out, WR, 30,
+        [0x0a, 0x1f, 0xff, 0xff, 0xff, 0]),
+    entry!(op::INQUIRY, None, "INQUIRY", Inquiry, In, ALWAYS, 5,
+        [0x12, 0x01, 0xff, 0xff, 0xff, 0]),
+    entry!(op::MODE_SELECT_6, None, "MODE SELECT(6)", ModeSelect6, Out, Flags::OK_STOPPED.with(Flags::PR_WRITE), 5,
+        [0x15, 0x11, 0, 0, 0xff, 0]),
+    entry!(op::RESERVE_6, None, "RESERVE(6)", Reserve6, None, Flags::OK_STOPPED, 5,
+        [0x16, 0, 0, 0, 0, 0]),
+    entry!(op::RELEASE_6, None, "RELEASE(6)", Release6, None, Flags::OK_STOPPED.with(Flags::SCSI2_OK), 5,
+        [0x17, 0, 0, 0, 0, 0]),
+    entry!(op::MODE_SENSE_6, None, "MODE SENSE(6)", ModeSense6, In, Flags::OK_STOPPED.with(Flags::PR_READ), 5,
+        [0x1a, 0x08, 0xff, 0xff, 0xff, 0]),
+    entry!(op::START_STOP_UNIT, None, "START STOP UNIT", StartStopUnit, None, Flags::OK_STOPPED.with(Flags::PR_WRITE), 30,
+        [0x1b, 0x01, 0, 0x0f, 0xf7, 0]),
+    entry!(op::PREVENT_ALLOW_MEDIUM_REMOVAL, None, "PREVENT ALLOW MEDIUM REMOVAL", PreventAllowMediumRemoval, None, Flags::OK_STOPPED, 5,
+        [0x1e, 0, 0, 0, 0x03, 0]),
+    entry!(op::READ_CAPACITY_10, None, "READ CAPACITY(10)", ReadCapacity10, In, Flags::SCSI2_OK, 5,
+        [0x25, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0x01, 0]),
+    entry!(op::READ_10, None, "READ(10)", Read10, In, RD, 30,
+        [0x28, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::WRITE_10, None, "WRITE(10)", Write10, Out, WR, 30,
+        [0x2a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::WRITE_AND_VERIFY_10, None, "WRITE AND VERIFY(10)", WriteAndVerify10, Out, WR, 30,
+        [0x2e, 0x12, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::VERIFY_10, None, "VERIFY(10)", Verify10, Out, RD, 30,
+        [0x2f, 0x16, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::PRE_FETCH_10, None, "PRE-FETCH(10)", PreFetch10, None, RD, 30,
+        [0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::SYNCHRONIZE_CACHE_10, None, "SYNCHRONIZE CACHE(10)", SynchronizeCache10, None, Flags::PR_WRITE, 60,
+        [0x35, 0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::WRITE_SAME_10, None, "WRITE SAME(10)", WriteSame10, Out, WR, 60,
+        [0x41, 0x18, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::UNMAP, None, "UNMAP", Unmap, Out, WR.with(Flags::THIN_ONLY), 60,
+        [0x42, 0x01, 0, 0, 0, 0, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::MODE_SELECT_10, None, "MODE SELECT(10)", ModeSelect10, Out, Flags::OK_STOPPED.with(Flags::PR_WRITE), 5,
+        [0x55, 0x11, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::RESERVE_10, None, "RESERVE(10)", Reserve10, None, Flags::OK_STOPPED, 5,
+        [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    entry!(op::RELEASE_10, None, "RELEASE(10)", Release10, None, Flags::OK_STOPPED.with(Flags::SCSI2_OK), 5,
+        [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    entry!(op::MODE_SENSE_10, None, "MODE SENSE(10)", ModeSense10, In, Flags::OK_STOPPED.with(Flags::PR_READ), 5,
+        [0x5a, 0x18, 0xff, 0xff, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_IN, Some(0x00), "PERSISTENT RESERVE IN / READ KEYS", PersistentReserveIn, In, Flags::OK_STOPPED, 5,
+        [0x5e, 0x00, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_IN, Some(0x01), "PERSISTENT RESERVE IN / READ RESERVATION", PersistentReserveIn, In, Flags::OK_STOPPED, 5,
+        [0x5e, 0x01, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_IN, Some(0x02), "PERSISTENT RESERVE IN / REPORT CAPABILITIES", PersistentReserveIn, In, Flags::OK_STOPPED, 5,
+        [0x5e, 0x02, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_IN, Some(0x03), "PERSISTENT RESERVE IN / READ FULL STATUS", PersistentReserveIn, In, Flags::OK_STOPPED, 5,
+        [0x5e, 0x03, 0, 0, 0, 0, 0, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x00), "PERSISTENT RESERVE OUT / REGISTER", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x00, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x01), "PERSISTENT RESERVE OUT / RESERVE", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x01, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x02), "PERSISTENT RESERVE OUT / RELEASE", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x02, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x03), "PERSISTENT RESERVE OUT / CLEAR", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x03, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x04), "PERSISTENT RESERVE OUT / PREEMPT", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x04, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x05), "PERSISTENT RESERVE OUT / PREEMPT AND ABORT", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x05, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::PERSISTENT_RESERVE_OUT, Some(0x06), "PERSISTENT RESERVE OUT / REGISTER AND IGNORE EXISTING KEY", PersistentReserveOut, Out, Flags::OK_STOPPED, 5,
+        [0x5f, 0x06, 0xff, 0, 0, 0xff, 0xff, 0xff, 0xff, 0]),
+    entry!(op::READ_16, None, "READ(16)", Read16, In, RD, 30,
+        [ 0x88, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::COMPARE_AND_WRITE, None, "COMPARE AND WRITE", CompareAndWrite, Out, WR, 30,
+        [ 0x89, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0xff, 0x1f, 0 ]),
+    entry!(op::WRITE_16, None, "WRITE(16)", Write16, Out, WR, 30,
+        [ 0x8a, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::ORWRITE_16, None, "ORWRITE(16)", OrWrite16, Out, WR, 30,
+        [ 0x8b, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::WRITE_AND_VERIFY_16, None, "WRITE AND VERIFY(16)", WriteAndVerify16, Out, WR, 30,
+        [ 0x8e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::VERIFY_16, None, "VERIFY(16)", Verify16, Out, RD, 30,
+        [ 0x8f, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::PRE_FETCH_16, None, "PRE-FETCH(16)", PreFetch16, None, RD, 30,
+        [ 0x90, 0x02, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::SYNCHRONIZE_CACHE_16, None, "SYNCHRONIZE CACHE(16)", SynchronizeCache16, None, Flags::PR_WRITE, 60,
+        [ 0x91, 0x06, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::WRITE_SAME_16, None, "WRITE SAME(16)", WriteSame16, Out, WR, 60,
+        [ 0x93, 0x19, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::SERVICE_ACTION_IN_16, Some(0x10), "READ CAPACITY(16)", ReadCapacity16, In, Flags::SCSI2_OK, 5,
+        [ 0x9e, 0x10, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0 ]),
+    entry!(op::SERVICE_ACTION_IN_16, Some(0x12), "GET LBA STATUS", GetLbaStatus, In, RD, 5,
+        [ 0x9e, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x03, 0 ]),
+    entry!(op::REPORT_LUNS, None, "REPORT LUNS", ReportLuns, In, ALWAYS, 5,
+        [0xa0, 0, 0xff, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0, 0]),
+    entry!(op::MAINTENANCE_IN, Some(0x0c), "REPORT SUPPORTED OPERATION CODES", ReportSupportedOperationCodes, In, Flags::OK_STOPPED.with(Flags::SCSI2_OK), 5,
+        [ 0xa3, 0x8c, 0x07, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0 ]),
+    entry!(op::READ_12, None, "READ(12)", Read12, In, RD, 30,
+        [ 0xa8, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::WRITE_12, None, "WRITE(12)", Write12, Out, WR, 30,
+        [ 0xaa, 0x1a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::WRITE_AND_VERIFY_12, None, "WRITE AND VERIFY(12)", WriteAndVerify12, Out, WR, 30,
+        [ 0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::VERIFY_12, None, "VERIFY(12)", Verify12, Out, RD, 30,
+        [ 0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
 ];
 
 /// Whether an opcode carries a service action in byte 1 (bits 4..0).
@@ -747,12 +294,12 @@ pub enum CdbError {
 
 impl CdbError {
     /// The sense this error is reported with.
-    pub fn sense(self) -> SenseInfo {
+    pub fn sense(self) -> Sense {
         match self {
-            CdbError::InvalidOpcode => SenseInfo::illegal(Asc::INVALID_COMMAND_OPERATION_CODE),
-            CdbError::InvalidServiceAction => SenseInfo::invalid_cdb_field(1, Some(4)),
-            CdbError::Truncated => SenseInfo::illegal(Asc::INVALID_FIELD_IN_CDB),
-            CdbError::InvalidField { byte, bit } => SenseInfo::invalid_cdb_field(byte, Some(bit)),
+            CdbError::InvalidOpcode => Sense::illegal_request(Asc::INVALID_COMMAND_OPERATION_CODE),
+            CdbError::InvalidServiceAction => Sense::invalid_field_in_cdb(1, Some(4)),
+            CdbError::Truncated => Sense::illegal_request(Asc::INVALID_FIELD_IN_CDB),
+            CdbError::InvalidField { byte, bit } => Sense::invalid_field_in_cdb(byte, Some(bit)),
         }
     }
 }
@@ -810,22 +357,86 @@ pub fn decode(cdb: &[u8]) -> Result<&'static CommandEntry, CdbError> {
 mod tests {
     use super::*;
 
-    /// CDB length implied by the opcode's group code (SPC-4 4.2.5.1).
-    fn group_len(opcode: u8) -> usize {
-        match opcode >> 5 {
-            0 => 6,
-            1 | 2 => 10,
-            4 => 16,
-            5 => 12,
-            _ => 0,
+    use scsi::cdb::{self as c, CdbLayout};
+
+    /// (opcode, fixed service action, length) of the `scsi` crate's layout for `kind`.
+    fn layout_of(kind: CommandKind) -> (u8, Option<u8>, usize) {
+        fn l<T: CdbLayout>() -> (u8, Option<u8>, usize) {
+            (T::OPCODE.0, T::SERVICE_ACTION, T::LEN)
+        }
+        use CommandKind as K;
+        match kind {
+            K::TestUnitReady => l::<c::TestUnitReady>(),
+            K::RequestSense => l::<c::RequestSense>(),
+            K::Read6 => (op::READ_6.0, None, size_of::<c::Rw6>()),
+            K::Write6 => (op::WRITE_6.0, None, size_of::<c::Rw6>()),
+            K::Inquiry => l::<c::Inquiry>(),
+            K::ModeSelect6 => l::<c::ModeSelect6>(),
+            K::Reserve6 => l::<c::Reserve6>(),
+            K::Release6 => l::<c::Release6>(),
+            K::ModeSense6 => l::<c::ModeSense6>(),
+            K::StartStopUnit => l::<c::StartStopUnit>(),
+            K::PreventAllowMediumRemoval => l::<c::PreventAllowMediumRemoval>(),
+            K::ReadCapacity10 => l::<c::ReadCapacity10>(),
+            K::Read10 => l::<c::Read10>(),
+            K::Write10 => l::<c::Write10>(),
+            K::WriteAndVerify10 => l::<c::WriteAndVerify10>(),
+            K::Verify10 => l::<c::Verify10>(),
+            K::PreFetch10 => l::<c::PreFetch10>(),
+            K::SynchronizeCache10 => l::<c::SynchronizeCache10>(),
+            K::WriteSame10 => l::<c::WriteSame10>(),
+            K::Unmap => l::<c::Unmap>(),
+            K::ModeSelect10 => l::<c::ModeSelect10>(),
+            K::Reserve10 => l::<c::Reserve10>(),
+            K::Release10 => l::<c::Release10>(),
+            K::ModeSense10 => l::<c::ModeSense10>(),
+            K::PersistentReserveIn => l::<c::PersistentReserveIn>(),
+            K::PersistentReserveOut => l::<c::PersistentReserveOut>(),
+            K::CompareAndWrite => l::<c::CompareAndWrite>(),
+            K::Read16 => l::<c::Read16>(),
+            K::OrWrite16 => l::<c::OrWrite16>(),
+            K::Write16 => l::<c::Write16>(),
+            K::WriteAndVerify16 => l::<c::WriteAndVerify16>(),
+            K::Verify16 => l::<c::Verify16>(),
+            K::PreFetch16 => l::<c::PreFetch16>(),
+            K::SynchronizeCache16 => l::<c::SynchronizeCache16>(),
+            K::WriteSame16 => l::<c::WriteSame16>(),
+            K::ReadCapacity16 => l::<c::ReadCapacity16>(),
+            K::GetLbaStatus => l::<c::GetLbaStatus>(),
+            K::ReportLuns => l::<c::ReportLuns>(),
+            K::ReportSupportedOperationCodes => l::<c::ReportSupportedOperationCodes>(),
+            K::Read12 => l::<c::Read12>(),
+            K::Write12 => l::<c::Write12>(),
+            K::WriteAndVerify12 => l::<c::WriteAndVerify12>(),
+            K::Verify12 => l::<c::Verify12>(),
         }
     }
 
     #[test]
-    fn table_usage_byte0_is_opcode_and_lengths_match_group_codes() {
+    fn table_usage_byte0_is_opcode_and_lengths_match_cdb_layouts() {
         for e in COMMANDS {
             assert_eq!(e.usage[0], e.opcode, "{}", e.name);
-            assert_eq!(e.cdb_len(), group_len(e.opcode), "{}", e.name);
+            let (lop, lsa, llen) = layout_of(e.kind);
+            assert_eq!(
+                e.opcode, lop,
+                "{}: opcode differs from the scsi layout",
+                e.name
+            );
+            assert_eq!(
+                e.cdb_len(),
+                llen,
+                "{}: length differs from the scsi layout",
+                e.name
+            );
+            assert_eq!(
+                Some(e.cdb_len()),
+                op(e.opcode).cdb_len(),
+                "{}: group code",
+                e.name
+            );
+            if let Some(sa) = lsa {
+                assert_eq!(e.service_action, Some(u16::from(sa)), "{}", e.name);
+            }
             assert_eq!(
                 *e.usage.last().unwrap(),
                 0,
@@ -840,6 +451,12 @@ mod tests {
                     e.name
                 );
             }
+            assert_eq!(
+                e.service_action.is_some(),
+                op(e.opcode).has_service_action(),
+                "{}",
+                e.name
+            );
             assert!(e.recommended_timeout >= e.nominal_timeout);
         }
     }
