@@ -1358,6 +1358,36 @@ impl RwCommand {
         })
     }
 
+    /// Byte offset of the LOGICAL BLOCK ADDRESS field in the CDB, for a
+    /// sense-key-specific field pointer (byte 1 for the 6-byte forms).
+    pub const fn lba_field_offset(&self) -> u16 {
+        if self.cdb_len == 6 { 1 } else { 2 }
+    }
+
+    /// Byte offset of the TRANSFER LENGTH / VERIFICATION LENGTH field in
+    /// the CDB, for a sense-key-specific field pointer.
+    pub const fn length_field_offset(&self) -> u16 {
+        match self.cdb_len {
+            6 => 4,
+            10 => 7,
+            12 => 6,
+            _ => 10,
+        }
+    }
+
+    /// Number of bytes the command transfers for blocks of `block_len`
+    /// bytes (saturating): data-in for READ, data-out for the others;
+    /// VERIFY transfers data only when BYTCHK is non-zero, and BYTCHK 11b
+    /// sends a single block.
+    pub const fn data_bytes(&self, block_len: u32) -> u64 {
+        let blocks = match (self.op, self.bytchk) {
+            (RwOp::Verify, 0) => 0,
+            (RwOp::Verify, 3) => 1,
+            _ => self.blocks as u64,
+        };
+        blocks.saturating_mul(block_len as u64)
+    }
+
     /// A READ or WRITE in the smallest of the 10- and 16-byte forms that
     /// holds `lba` and `blocks` (the class driver's choice; the 6-byte form
     /// cannot carry FUA).
@@ -1475,6 +1505,38 @@ mod tests {
                 group_number: 3
             }
         );
+    }
+
+    #[test]
+    fn rw_field_offsets_point_at_the_fields() {
+        // (cdb, LBA offset, length offset, length width)
+        let cases = [
+            (Rw6::read(0x1234, 9).unwrap().as_bytes().to_vec(), 1, 4, 1),
+            (Read10::new(0x1234, 9).as_bytes().to_vec(), 2, 7, 2),
+            (Read12::new(0x1234, 9).as_bytes().to_vec(), 2, 6, 4),
+            (Read16::new(0x1234, 9).as_bytes().to_vec(), 2, 10, 4),
+        ];
+        for (raw, lba_at, len_at, width) in cases {
+            let rw = RwCommand::parse(&raw).unwrap();
+            assert_eq!(rw.lba_field_offset() as usize, lba_at);
+            assert_eq!(rw.length_field_offset() as usize, len_at);
+            assert_eq!(raw[len_at + width - 1], 9, "{raw:02x?}");
+            // The LBA field ends right before the next field.
+            let lba_end = if rw.cdb_len == 6 {
+                4
+            } else if rw.cdb_len == 16 {
+                10
+            } else {
+                6
+            };
+            assert_eq!(&raw[lba_end - 2..lba_end], &[0x12, 0x34], "{raw:02x?}");
+        }
+        let v = RwCommand::parse(Verify10::new(0, 8).as_bytes()).unwrap();
+        assert_eq!(v.data_bytes(512), 0);
+        let v = RwCommand::parse(Verify10::new(0, 8).with_bytchk(3).as_bytes()).unwrap();
+        assert_eq!(v.data_bytes(512), 512);
+        let w = RwCommand::parse(Write16::new(0, u32::MAX).as_bytes()).unwrap();
+        assert_eq!(w.data_bytes(4096), u32::MAX as u64 * 4096);
     }
 
     #[test]

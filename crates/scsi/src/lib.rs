@@ -9,7 +9,7 @@
 //! Fixed layouts are `#[repr(C)]` structs of bytes and big-endian integers
 //! (zerocopy's `U16`/`U32`/`U64`) with compile-time size assertions; their
 //! bit fields have `x()` / `set_x()` / `with_x()` accessors named after the
-//! standard's field names.
+//! standard's field names, and an inherent `as_bytes()` for building.
 //!
 //! Modules:
 //! - [`opcode`]: operation codes and service actions.
@@ -25,6 +25,7 @@
 //! - [`unmap`]: UNMAP parameter list and GET LBA STATUS parameter data.
 //! - [`pr`]: persistent reservation types and PR IN/OUT parameter data.
 //! - [`rsoc`]: REPORT SUPPORTED OPERATION CODES parameter data.
+//! - [`alua`]: REPORT TARGET PORT GROUPS parameter data.
 //! - [`error`]: [`WireError`], the one parse error type.
 #![forbid(unsafe_code)]
 
@@ -32,6 +33,7 @@
 mod macros;
 mod util;
 
+pub mod alua;
 pub mod asc;
 pub mod capacity;
 pub mod cdb;
@@ -46,6 +48,10 @@ pub mod sense;
 pub mod status;
 pub mod unmap;
 pub mod vpd;
+
+/// The zerocopy version the wire structs are built on (for `U16`/`U32`/`U64`
+/// and the `FromBytes`/`IntoBytes` traits).
+pub use zerocopy;
 
 pub use asc::Asc;
 pub use cdb::{Cdb, CdbBuf, CdbLayout, RwCommand, RwOp};

@@ -114,6 +114,11 @@ impl Lun {
         Lun(v.to_be_bytes())
     }
 
+    /// The 8 wire bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Reads 8 bytes.
     pub fn parse(buf: &[u8]) -> Result<Lun> {
         need(buf, 8)?;

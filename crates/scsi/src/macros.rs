@@ -37,12 +37,20 @@ macro_rules! bits {
     };
 }
 
-/// Derives shared by all layouts.
+/// Derives shared by all layouts, plus an inherent `as_bytes`.
 macro_rules! wire_struct {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
         #[repr(C)]
         pub struct $name { $($body)* }
+
+        impl $name {
+            /// The wire bytes (zerocopy's `IntoBytes::as_bytes`, callable
+            /// without importing the trait).
+            pub fn as_bytes(&self) -> &[u8] {
+                zerocopy::IntoBytes::as_bytes(self)
+            }
+        }
     };
 }

@@ -330,7 +330,7 @@ impl<'a> Iterator for ModePages<'a> {
             let offset = self.pos;
             self.pos = self.data.len();
             return Some(Err(WireError::Truncated {
-                needed: offset + hdr.saturating_add(len),
+                needed: offset.saturating_add(hdr).saturating_add(len),
                 available: self.data.len(),
             }));
         };

@@ -216,11 +216,14 @@ impl Opcode {
         }
     }
 
-    /// True when byte 1 bits 4:0 of this command's CDB hold a service action.
+    /// True when byte 1 bits 4:0 of this command's CDB hold a service action
+    /// (SANITIZE, PERSISTENT RESERVE IN/OUT, third-party copy, access
+    /// control, the SERVICE ACTION IN/OUT and MAINTENANCE IN/OUT families).
     pub const fn has_service_action(self) -> bool {
         matches!(
             self.0,
-            0x5E | 0x5F
+            0x48 | 0x5E
+                | 0x5F
                 | 0x83
                 | 0x84
                 | 0x86
