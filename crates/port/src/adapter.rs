@@ -247,6 +247,8 @@ pub(crate) struct AdapterShared<M: Miniport> {
     sync: Arc<SyncWaiter>,
     pub(crate) line: InterruptLine,
     rescan_requested: AtomicBool,
+    /// Notifications latched outside a port-made call (`synchronize`) wait to be collected.
+    latch_dirty: AtomicBool,
 }
 
 impl<M: Miniport> InterruptTarget for AdapterShared<M> {
@@ -347,6 +349,7 @@ impl<M: Miniport> AdapterShared<M> {
             sync,
             line,
             rescan_requested: AtomicBool::new(false),
+            latch_dirty: AtomicBool::new(false),
         })
     }
 
@@ -505,6 +508,7 @@ impl<M: Miniport> AdapterShared<M> {
             let st = &mut *g;
             f(&mut st.miniport, &mut PortContext { core: &mut st.core })
         };
+        self.latch_dirty.store(true, Ordering::Release);
         self.request_dpc();
         r
     }
@@ -752,8 +756,14 @@ impl<M: Miniport> Runner<M> {
         if sh.interrupt_pending.swap(false, Ordering::AcqRel) {
             self.interrupt(sh);
         }
+        if sh.latch_dirty.swap(false, Ordering::AcqRel) {
+            self.call(sh, |_, _| ());
+        }
         self.run_deferred(sh);
         self.dispatch(sh);
+        if self.adapter.stopping && !self.adapter.stopped {
+            self.control(sh);
+        }
         self.deliver(sh);
     }
 

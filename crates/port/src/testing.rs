@@ -67,6 +67,9 @@ pub enum Behaviour {
     BusChange,
     /// Post a WMI event and complete with SUCCESS.
     WmiEvent,
+    /// Complete inline with SrbStatus ERROR and this SCSI status (BUSY, QUEUE FULL,
+    /// RESERVATION CONFLICT...).
+    ScsiStatus(u8),
 }
 
 impl Behaviour {
@@ -84,6 +87,7 @@ impl Behaviour {
             Behaviour::ResetDetected => (8, 0, 0, 0),
             Behaviour::BusChange => (9, 0, 0, 0),
             Behaviour::WmiEvent => (10, 0, 0, 0),
+            Behaviour::ScsiStatus(st) => (11, st, 0, 0),
         };
         [SCRIPTED_OPCODE, code, a, b, c, 0]
     }
@@ -109,6 +113,7 @@ impl Behaviour {
             8 => Behaviour::ResetDetected,
             9 => Behaviour::BusChange,
             10 => Behaviour::WmiEvent,
+            11 => Behaviour::ScsiStatus(cdb[2]),
             _ => return None,
         })
     }
@@ -572,6 +577,14 @@ impl ScriptedMiniport {
                 port.request_complete(r);
             }
             Behaviour::Status(s) => Self::complete(port, r, SrbStatus(s)),
+            Behaviour::ScsiStatus(st) => {
+                if let Some(s) = port.srb_mut(&r) {
+                    s.srb_status = SrbStatus::ERROR;
+                    s.scsi_status = st;
+                    s.data_transfer_length = 0;
+                }
+                port.request_complete(r);
+            }
             Behaviour::Underrun => {
                 if let Some(s) = port.srb_mut(&r) {
                     s.data_transfer_length /= 2;
@@ -815,6 +828,9 @@ impl Miniport for ScriptedMiniport {
         let c = &script.counters;
         Self::count(&c.start_io);
         self.wmi.starts += 1;
+        if self.no_disconnect.is_some_and(|id| port.srb(id).is_none()) {
+            self.no_disconnect = None;
+        }
         if self.no_disconnect.is_some() {
             Self::count(&c.started_during_no_disconnect);
         }
