@@ -654,71 +654,62 @@ impl ReadCapacity16 {
     }
 }
 
-wire_struct! {
-    /// READ(6) / WRITE(6) (SBC-3 5.8 / 5.30): 21-bit LBA, 8-bit length (0 = 256).
-    pub struct Rw6 {
-        pub opcode: u8,
-        /// Bits 4:0 of byte 1 and bytes 2-3: the LBA.
-        pub lba: [u8; 3],
-        pub transfer_length: u8,
-        pub control: u8,
-    }
+/// Defines READ(6) / WRITE(6): 21-bit LBA, 8-bit length (0 = 256).
+macro_rules! sbc6 {
+    ($(#[$m:meta])* $ty:ident, $op:ident) => {
+        wire_struct! {
+            $(#[$m])*
+            pub struct $ty {
+                pub opcode: u8,
+                /// Bits 4:0 of byte 1 and bytes 2-3: the LBA (bits 7:5 of
+                /// byte 1 are reserved).
+                pub lba: [u8; 3],
+                /// TRANSFER LENGTH (0 means 256 blocks).
+                pub transfer_length: u8,
+                pub control: u8,
+            }
+        }
+        layout!($ty, 6, $op);
+
+        impl $ty {
+            /// The CDB for `blocks` (1..=256) blocks at `lba` (< 2^21);
+            /// `None` if either is out of range.
+            pub fn new(lba: u32, blocks: u32) -> Option<Self> {
+                if lba > 0x1F_FFFF || blocks == 0 || blocks > 256 {
+                    return None;
+                }
+                let b = lba.to_be_bytes();
+                let mut s = Self::zeroed();
+                s.lba = [b[1], b[2], b[3]];
+                s.transfer_length = blocks as u8; // 256 wraps to 0, as the standard wants
+                Some(s)
+            }
+
+            /// The 21-bit LOGICAL BLOCK ADDRESS.
+            pub const fn logical_block_address(&self) -> u32 {
+                u32::from_be_bytes([0, self.lba[0] & 0x1F, self.lba[1], self.lba[2]])
+            }
+
+            /// Number of blocks: TRANSFER LENGTH, with 0 meaning 256.
+            pub const fn blocks(&self) -> u32 {
+                if self.transfer_length == 0 {
+                    256
+                } else {
+                    self.transfer_length as u32
+                }
+            }
+        }
+    };
 }
-const _: () = assert!(core::mem::size_of::<Rw6>() == 6);
 
-impl Rw6 {
-    /// The 21-bit LOGICAL BLOCK ADDRESS.
-    pub const fn lba(&self) -> u32 {
-        u32::from_be_bytes([0, self.lba[0] & 0x1F, self.lba[1], self.lba[2]])
-    }
-
-    /// Number of blocks: TRANSFER LENGTH, with 0 meaning 256.
-    pub const fn blocks(&self) -> u32 {
-        if self.transfer_length == 0 {
-            256
-        } else {
-            self.transfer_length as u32
-        }
-    }
-
-    fn build(opcode: Opcode, lba: u32, blocks: u32) -> Option<Self> {
-        if lba > 0x1F_FFFF || blocks == 0 || blocks > 256 {
-            return None;
-        }
-        let b = lba.to_be_bytes();
-        Some(Rw6 {
-            opcode: opcode.0,
-            lba: [b[1], b[2], b[3]],
-            transfer_length: blocks as u8, // 256 wraps to 0, as the standard wants
-            control: 0,
-        })
-    }
-
-    /// READ(6) of `blocks` (1..=256) at `lba` (< 2^21); `None` if out of range.
-    pub fn read(lba: u32, blocks: u32) -> Option<Self> {
-        Self::build(Opcode::READ_6, lba, blocks)
-    }
-
-    /// WRITE(6) of `blocks` (1..=256) at `lba` (< 2^21); `None` if out of range.
-    pub fn write(lba: u32, blocks: u32) -> Option<Self> {
-        Self::build(Opcode::WRITE_6, lba, blocks)
-    }
-
-    /// Views `cdb` as READ(6) or WRITE(6).
-    pub fn parse(cdb: &[u8]) -> Result<&Self> {
-        let (s, _) = Self::ref_from_prefix(cdb).map_err(|_| WireError::Truncated {
-            needed: 6,
-            available: cdb.len(),
-        })?;
-        match Opcode(s.opcode) {
-            Opcode::READ_6 | Opcode::WRITE_6 => Ok(s),
-            o => Err(WireError::BadValue {
-                field: "OPERATION CODE",
-                value: o.0 as u64,
-            }),
-        }
-    }
-}
+sbc6!(
+    /// READ(6) (SBC-3 5.8).
+    Read6, READ_6
+);
+sbc6!(
+    /// WRITE(6) (SBC-3 5.30).
+    Write6, WRITE_6
+);
 
 /// Defines a 10-byte SBC command with LBA at 2..6, group at 6, length at 7..9.
 macro_rules! sbc10 {
@@ -833,6 +824,8 @@ macro_rules! read_flags {
             fua, set_fua, with_fua: flags, 0x08;
             /// RARC: rebuild assist recovery control.
             rarc, set_rarc, with_rarc: flags, 0x04;
+            /// FUA_NV (obsolete in SBC-4; libiscsi still sends it).
+            fua_nv, set_fua_nv, with_fua_nv: flags, 0x02;
         });
     )* };
 }
@@ -849,6 +842,8 @@ macro_rules! write_flags {
             dpo, set_dpo, with_dpo: flags, 0x10;
             /// FUA: complete only when the data is on stable storage.
             fua, set_fua, with_fua: flags, 0x08;
+            /// FUA_NV (obsolete in SBC-4; libiscsi still sends it).
+            fua_nv, set_fua_nv, with_fua_nv: flags, 0x02;
         });
     )* };
 }
@@ -1321,11 +1316,15 @@ impl RwCommand {
         };
         crate::error::need(cdb, len)?;
         if len == 6 {
-            let c = Rw6::parse(cdb)?;
+            // READ(6) and WRITE(6) share one layout.
+            let c = Read6::read_from_bytes(&cdb[..6]).map_err(|_| WireError::Truncated {
+                needed: 6,
+                available: cdb.len(),
+            })?;
             return Ok(RwCommand {
                 op: rw,
                 cdb_len: 6,
-                lba: c.lba() as u64,
+                lba: c.logical_block_address() as u64,
                 blocks: c.blocks(),
                 fua: false,
                 dpo: false,
@@ -1458,18 +1457,6 @@ impl core::ops::Deref for CdbBuf {
     }
 }
 
-impl From<Rw6> for CdbBuf {
-    fn from(c: Rw6) -> Self {
-        // Rw6 is not a CdbLayout (it covers two opcodes); copy by hand.
-        let mut s = CdbBuf {
-            bytes: [0; MAX_CDB_LEN],
-            len: 6,
-        };
-        s.bytes[..6].copy_from_slice(c.as_bytes());
-        s
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1511,7 +1498,7 @@ mod tests {
     fn rw_field_offsets_point_at_the_fields() {
         // (cdb, LBA offset, length offset, length width)
         let cases = [
-            (Rw6::read(0x1234, 9).unwrap().as_bytes().to_vec(), 1, 4, 1),
+            (Read6::new(0x1234, 9).unwrap().as_bytes().to_vec(), 1, 4, 1),
             (Read10::new(0x1234, 9).as_bytes().to_vec(), 2, 7, 2),
             (Read12::new(0x1234, 9).as_bytes().to_vec(), 2, 6, 4),
             (Read16::new(0x1234, 9).as_bytes().to_vec(), 2, 10, 4),
@@ -1546,12 +1533,14 @@ mod tests {
         assert_eq!(rw.lba, 0x1F_FFFF, "top 3 bits of byte 1 are reserved");
         assert_eq!(rw.blocks, 256);
         assert_eq!(
-            Rw6::write(5, 256).unwrap().as_bytes(),
+            Write6::new(5, 256).unwrap().as_bytes(),
             &[0x0A, 0, 0, 5, 0, 0]
         );
-        assert!(Rw6::read(1 << 21, 1).is_none());
-        assert!(Rw6::read(0, 257).is_none());
-        assert!(Rw6::read(0, 0).is_none());
+        assert!(Read6::new(1 << 21, 1).is_none());
+        assert!(Read6::new(0, 257).is_none());
+        assert!(Write6::new(0, 0).is_none());
+        let r = Read6::parse(&[0x08, 0x01, 0x02, 0x03, 0, 0]).unwrap();
+        assert_eq!((r.logical_block_address(), r.blocks()), (0x10203, 256));
     }
 
     #[test]
@@ -1606,7 +1595,8 @@ mod tests {
             assert!(RwCommand::parse(&raw.as_bytes()[..n]).is_err());
             assert!(Cdb::parse(&raw.as_bytes()[..n]).is_err());
         }
-        assert!(Rw6::parse(&[0x08, 0, 0]).is_err());
+        assert!(Read6::parse(&[0x08, 0, 0]).is_err());
+        assert!(Write6::parse(&[0x08, 0, 0, 0, 0, 0]).is_err());
         assert!(Cdb::parse(&[]).is_err());
         assert_eq!(
             Cdb::parse(&[0xC0; 16]),
@@ -1671,6 +1661,8 @@ mod tests {
             assert_eq!(z.as_bytes().len(), T::LEN);
         }
         check::<TestUnitReady>();
+        check::<Read6>();
+        check::<Write6>();
         check::<Inquiry>();
         check::<RequestSense>();
         check::<ReportLuns>();

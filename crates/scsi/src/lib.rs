@@ -27,6 +27,33 @@
 //! - [`rsoc`]: REPORT SUPPORTED OPERATION CODES parameter data.
 //! - [`alua`]: REPORT TARGET PORT GROUPS parameter data.
 //! - [`error`]: [`WireError`], the one parse error type.
+//!
+//! # Example
+//!
+//! A device server decoding a CDB and answering with sense data, and an
+//! initiator building the same command:
+//!
+//! ```
+//! use scsi::cdb::{CdbLayout, Read10};
+//! use scsi::{Asc, Cdb, Opcode, Sense, SenseFormat, SenseKey};
+//!
+//! let raw = [0x28, 0x08, 0, 0, 0x10, 0, 0, 0, 8, 0];
+//! let cdb = Cdb::parse(&raw)?;
+//! assert_eq!(cdb.opcode(), Opcode::READ_10);
+//! let rw = cdb.rw().expect("READ(10) is a read/write command");
+//! assert_eq!((rw.lba, rw.blocks, rw.fua), (0x1000, 8, true));
+//!
+//! // Out of range: LOGICAL BLOCK ADDRESS OUT OF RANGE, fixed format.
+//! let sense = Sense::illegal_request(Asc::LBA_OUT_OF_RANGE).encode(SenseFormat::Fixed);
+//! assert_eq!((sense[2], sense[12]), (0x05, 0x21));
+//! assert_eq!(Sense::parse(&sense)?.key, SenseKey::IllegalRequest);
+//!
+//! // The initiator side builds the identical bytes.
+//! let built = Read10::new(0x1000, 8).with_fua(true);
+//! assert_eq!(built.as_bytes(), &raw);
+//! assert!(Read10::parse(&raw)?.fua());
+//! # Ok::<(), scsi::WireError>(())
+//! ```
 #![forbid(unsafe_code)]
 
 #[macro_use]

@@ -268,6 +268,14 @@ impl SenseBuffer {
         &self.buf[..self.len as usize]
     }
 
+    /// Copies as much as fits into `out` (sense data is truncated to the
+    /// initiator's buffer or allocation length); returns the bytes copied.
+    pub fn copy_to(&self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len as usize);
+        out[..n].copy_from_slice(&self.buf[..n]);
+        n
+    }
+
     fn push(&mut self, bytes: &[u8]) {
         let start = self.len as usize;
         self.buf[start..start + bytes.len()].copy_from_slice(bytes);
@@ -694,6 +702,18 @@ mod tests {
         assert_eq!(s.asc, Asc::UNRECOVERED_READ_ERROR);
         assert_eq!(s.information, Some(0x1000));
         assert_eq!(s.sense_key_specific, None);
+    }
+
+    #[test]
+    fn copy_to_truncates_to_the_destination() {
+        let enc = Sense::invalid_field_in_cdb(1, None).encode_fixed();
+        let mut small = [0u8; 8];
+        assert_eq!(enc.copy_to(&mut small), 8);
+        assert_eq!(&small, &enc[..8]);
+        let mut big = [0xAAu8; 32];
+        assert_eq!(enc.copy_to(&mut big), 18);
+        assert_eq!(&big[..18], enc.as_bytes());
+        assert_eq!(big[18], 0xAA);
     }
 
     #[test]

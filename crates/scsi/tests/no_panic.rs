@@ -23,7 +23,8 @@ fn parse_everything(b: &[u8]) {
     let _ = Cdb::parse(b).map(|c| (c.service_action(), c.control(), c.rw()));
     let _ = cdb_len(b);
     let _ = RwCommand::parse(b);
-    let _ = Rw6::parse(b);
+    let _ = Read6::parse(b).map(|r| (r.logical_block_address(), r.blocks()));
+    let _ = Write6::parse(b);
     let _ = Read10::parse(b);
     let _ = Read16::parse(b);
     let _ = WriteSame16::parse(b);
