@@ -21,11 +21,12 @@ pub(crate) struct UaQueue {
 }
 
 impl UaQueue {
-    /// Queues `asc` unless it is already queued. Reset conditions (29h) go first and
-    /// replace other reset conditions: they have the highest precedence.
+    /// Queues `asc` unless it is already queued. A reset condition (29h) has the
+    /// highest precedence and supersedes everything pending: the reset restored the
+    /// state the older conditions described.
     pub(crate) fn push(&mut self, asc: Asc) {
         if asc.asc == 0x29 {
-            self.queue.retain(|a| a.asc != 0x29);
+            self.queue.clear();
             self.queue.push_front(asc);
         } else if !self.queue.contains(&asc) {
             self.queue.push_back(asc);
@@ -110,12 +111,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ua_queue_puts_resets_first_and_dedups() {
+    fn ua_queue_reset_supersedes_pending_and_dedups() {
         let mut q = UaQueue::default();
-        q.push(Asc::MODE_PARAMETERS_CHANGED);
         q.push(Asc::MODE_PARAMETERS_CHANGED);
         q.push(Asc::BUS_DEVICE_RESET);
         q.push(Asc::POWER_ON_OCCURRED);
+        q.push(Asc::MODE_PARAMETERS_CHANGED);
+        q.push(Asc::MODE_PARAMETERS_CHANGED);
         assert_eq!(q.pop(), Some(Asc::POWER_ON_OCCURRED));
         assert_eq!(q.pop(), Some(Asc::MODE_PARAMETERS_CHANGED));
         assert_eq!(q.pop(), None);

@@ -368,8 +368,8 @@ mod tests {
         match kind {
             K::TestUnitReady => l::<c::TestUnitReady>(),
             K::RequestSense => l::<c::RequestSense>(),
-            K::Read6 => (op::READ_6.0, None, size_of::<c::Rw6>()),
-            K::Write6 => (op::WRITE_6.0, None, size_of::<c::Rw6>()),
+            K::Read6 => l::<c::Read6>(),
+            K::Write6 => l::<c::Write6>(),
             K::Inquiry => l::<c::Inquiry>(),
             K::ModeSelect6 => l::<c::ModeSelect6>(),
             K::Reserve6 => l::<c::Reserve6>(),
