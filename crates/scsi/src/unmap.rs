@@ -9,7 +9,7 @@ use crate::error::{Result, WireError, need};
 wire_struct! {
     /// UNMAP parameter list header, 8 bytes.
     pub struct UnmapParameterListHeader {
-        /// UNMAP DATA LENGTH (n - 1 counted from byte 2, i.e. total - 2).
+        /// UNMAP DATA LENGTH (total length - 2).
         pub unmap_data_length: U16,
         /// UNMAP BLOCK DESCRIPTOR DATA LENGTH (total - 8).
         pub unmap_block_descriptor_data_length: U16,
