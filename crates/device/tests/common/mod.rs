@@ -116,7 +116,7 @@ pub fn expect_check(
     asc: Asc,
     fp: Option<(bool, u16, Option<u8>)>,
 ) -> Completion {
-    let (c, d) = run(lu, n, cdb, out, 512);
+    let (c, d) = run(lu, n, cdb, out, 65536);
     assert!(d.is_empty(), "no data with CHECK CONDITION");
     check(&c, key, asc, fp);
     c
