@@ -918,6 +918,7 @@ impl<M: Miniport> Runner<M> {
         srb.requested_length = srb.data_transfer_length;
         srb.queue_tag = SP_UNTAGGED;
         srb.next_srb = None;
+        srb.overflow = 0;
         srb.sense_info_buffer_length = srb
             .sense_info_buffer_length
             .min(crate::srb::SENSE_BUFFER_SIZE as u8);
@@ -1308,8 +1309,11 @@ impl<M: Miniport> Runner<M> {
             return;
         }
         let mut srb = q.srb;
-        l.frozen = true;
-        srb.srb_status = SrbStatus::BUSY.with(SrbStatus::QUEUE_FROZEN);
+        srb.srb_status = SrbStatus::BUSY;
+        if !srb.flags.contains(SrbFlags::NO_QUEUE_FREEZE) {
+            l.frozen = true;
+            srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
+        }
         srb.data_transfer_length = 0;
         self.finish(sh, Some(lu), meta.origin, srb);
     }

@@ -506,6 +506,10 @@ impl ScriptedMiniport {
                     }
                 } else if port.srb(&r).is_some() {
                     keep.push(r);
+                } else {
+                    // The port took this request back already (adapter restart): completing
+                    // the stale handle is a late completion the port drops and counts.
+                    port.request_complete(r);
                 }
             }
             *list = keep;

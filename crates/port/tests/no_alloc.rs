@@ -1,0 +1,141 @@
+//! The steady-state path submit -> start_io -> complete -> sink allocates nothing.
+//!
+//! A counting global allocator counts allocations made by *this* thread (the whole path runs on
+//! the submitting thread when the miniport completes inline). After a warm-up that lets every
+//! queue, buffer and table reach its working size, thousands of requests must not allocate.
+#![allow(unsafe_code)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use port::testing::{Behaviour, Script, ScriptConfig, ScriptedMiniport, test_options};
+use port::{Address, CompletionSink, DataDirection, Srb, SrbFlags, SrbStatus};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the thread-local may be gone while a thread exits.
+    let _ = ALLOCATIONS.try_with(|c| c.set(c.get() + 1));
+}
+
+// SAFETY: every method forwards to the system allocator with the caller's arguments unchanged;
+// the only addition is a thread-local counter that itself never allocates (const-initialized
+// `Cell<u64>`).
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as the caller's.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as the caller's.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations() -> u64 {
+    ALLOCATIONS.with(Cell::get)
+}
+
+/// Keeps completed requests for reuse; its Vec never grows past its initial capacity.
+struct ReuseSink {
+    done: Mutex<Vec<Srb>>,
+}
+
+impl CompletionSink for ReuseSink {
+    fn complete(&self, srb: Srb) {
+        self.done.lock().push(srb);
+    }
+}
+
+fn run(config: ScriptConfig, tagged: bool) {
+    let script = Script::new(config);
+    let adapter = port::initialize::<ScriptedMiniport>(script, test_options())
+        .unwrap()
+        .remove(0);
+    let sink = Arc::new(ReuseSink {
+        done: Mutex::new(Vec::with_capacity(64)),
+    });
+    let submitter = adapter.submitter(sink.clone());
+    let lus = [Address::new(0, 0, 0), Address::new(0, 1, 0)];
+    // Eight requests in circulation, each with its own 4 KiB buffer, reused forever.
+    let mut pool: Vec<Srb> = (0..8)
+        .map(|i| {
+            let mut srb = Srb::execute_scsi(lus[i % 2], &Behaviour::Inline.cdb())
+                .unwrap()
+                .with_data(vec![0; 4096], 4096, DataDirection::In);
+            if tagged {
+                srb.flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
+            }
+            srb
+        })
+        .collect();
+    let cycle = |rounds: usize, pool: &mut Vec<Srb>| {
+        for _ in 0..rounds {
+            for mut srb in pool.drain(..) {
+                srb.recycle();
+                srb.data_transfer_length = 4096;
+                submitter.submit(srb);
+            }
+            let mut done = sink.done.lock();
+            assert_eq!(done.len(), 8, "inline completion on the submitting thread");
+            for srb in done.drain(..) {
+                assert_eq!(srb.srb_status, SrbStatus::SUCCESS);
+                pool.push(srb);
+            }
+        }
+    };
+    cycle(200, &mut pool); // warm-up
+    let probe = allocations();
+    std::hint::black_box(vec![0u8; 16]);
+    assert_eq!(allocations(), probe + 1, "the counting allocator counts");
+    let before = allocations();
+    cycle(2_000, &mut pool); // 16,000 requests
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocations on the steady-state path");
+    adapter.shutdown().unwrap();
+}
+
+#[test]
+fn steady_state_submit_start_io_complete_allocates_nothing() {
+    run(
+        ScriptConfig {
+            luns: vec![Address::new(0, 0, 0), Address::new(0, 1, 0)],
+            ..ScriptConfig::default()
+        },
+        false,
+    );
+}
+
+#[test]
+fn steady_state_on_a_tagged_adapter_allocates_nothing() {
+    run(
+        ScriptConfig {
+            luns: vec![Address::new(0, 0, 0), Address::new(0, 1, 0)],
+            tagged_queuing: true,
+            multiple_request_per_lu: true,
+            next_lu_request: true,
+            ..ScriptConfig::default()
+        },
+        true,
+    );
+}
