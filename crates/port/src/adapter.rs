@@ -25,7 +25,9 @@ use crate::miniport::{
     AdapterControl, AdapterControlStatus, AdapterControlType, HwRoutine, Miniport,
     PortConfiguration, SupportedControlTypeList,
 };
-use crate::srb::{Address, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status};
+use crate::srb::{
+    Address, QueueAction, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status,
+};
 use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
 
 thread_local! {
@@ -1032,6 +1034,11 @@ impl<M: Miniport> Runner<M> {
             .intersects(SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE)
         {
             l.bypass.push_back(q);
+        } else if q.srb.flags.contains(SrbFlags::QUEUE_ACTION_ENABLE)
+            && q.srb.queue_action == QueueAction::HeadOfQueue
+        {
+            // HEAD OF QUEUE: ahead of everything still queued in the port.
+            l.queue.push_front(q);
         } else {
             l.queue.push_back(q);
         }

@@ -1,14 +1,158 @@
 //! The port driver: the SCSI Port I/O model of the seed documents, in user space.
 //!
-//! (Module documentation: see the sections below; the Storport model will be added beside the
-//! SCSI Port model without changing the [`Miniport`] contract.)
+//! The port owns queues, timing and error policy; a *miniport* owns one kind of adapter and is
+//! reached only through its routine table, the [`Miniport`] trait. Upper layers (the iSCSI
+//! front end, the disk class driver, tests) hand [`Srb`]s to an [`Adapter`] and get them back,
+//! completed exactly once, through a [`CompletionSink`]. The port knows nothing of iSCSI, files
+//! or io_uring: it consumes a miniport and never configures storage.
 //!
-//! # Overview
+//! # Writing a miniport
 //!
-//! A *miniport* implements [`Miniport`] (the routine table) for one kind of adapter. The port
-//! finds its adapters with [`initialize`], and upper layers (the iSCSI front end, the class
-//! driver, tests) submit [`Srb`]s to an [`Adapter`] through a [`Submitter`]; completed requests
-//! come back through the submitter's [`CompletionSink`].
+//! ```text
+//! impl Miniport for MyHba {
+//!     type HwContext = MyConfig;        // given to initialize(), passed to find_adapter
+//!     type LuExtension = MyLu;          // per LU, PortContext::lu_extension
+//!     type SrbExtension = MyScratch;    // per SRB slot, preallocated, PortContext::srb_extension
+//!     fn driver_entry() -> HwInitializationData          // capabilities
+//!     fn find_adapter(cfg, ctx, &mut PortConfiguration) -> FindAdapterResult<Self>
+//!     fn initialize(&mut self, port) -> bool
+//!     fn start_io(&mut self, port, srb: SrbRef) -> bool  // complete now or keep the SrbRef
+//!     fn reset_bus(&mut self, port, path_id) -> bool
+//!     // optional: interrupt, dma_started, adapter_state, adapter_control, wmi
+//! }
+//! ```
+//!
+//! Inside a routine the miniport reads and writes the request with `port.srb_mut(&srb)`,
+//! completes it with `port.request_complete(srb)` (consumes the [`SrbRef`]) and asks for more
+//! work with `port.next_request()` or `port.next_lu_request(address)`. The other services of
+//! [`PortContext`] are the rest of `ScsiPortNotification` (`reset_detected`,
+//! `request_timer_call`, `bus_change_detected`, `call_enable_interrupts`,
+//! `call_disable_interrupts`, `wmi_event`), `complete_requests` (`ScsiPortCompleteRequest`),
+//! `get_srb` (`ScsiPortGetSrb`), `lu_extension` (`ScsiPortGetLogicalUnit`), `log_error`,
+//! `io_map_transfer` (then `dma_started`) and `interrupt_line`. The miniport's "hardware" (a
+//! completion thread, a simulated HBA) raises the adapter's [`InterruptLine`] from any thread;
+//! the port then calls `interrupt` under the lock. A miniport without an interrupt routine polls
+//! with `request_timer_call`. [`testing::ScriptedMiniport`] is a complete example.
+//!
+//! # Using an adapter
+//!
+//! ```text
+//! let adapters = port::initialize::<MyHba>(config, PortOptions::default())?; // find, init, scan
+//! let lus = adapters[0].logical_units();              // address + INQUIRY data of each LU
+//! let submitter = adapters[0].submitter(my_sink);     // once per connection / queue
+//! submitter.submit(srb);                              // never blocks, never fails
+//! // ... my_sink.complete(srb) is called exactly once per submitted srb
+//! adapters[0].shutdown()?;                            // completes everything outstanding
+//! ```
+//!
+//! The submitter moves an owned data buffer (`Vec<u8>`) into the SRB and gets it back in
+//! `complete`, so a submitter that reuses its SRBs and buffers allocates nothing per request
+//! (tests/no_alloc.rs proves the path submit -> start_io -> complete -> sink allocation-free).
+//! [`Adapter::execute_and_wait`] is the blocking convenience for tests, scans and management.
+//! Resets, bus changes and WMI events reach [`PortEventSink`]s registered with
+//! [`Adapter::subscribe`]; the device layer turns resets into unit attentions. Statistics:
+//! [`Adapter::statistics`], [`Adapter::lu_statistics`], [`Adapter::port_counters`],
+//! [`Adapter::error_log`].
+//!
+//! # Locks and threads
+//!
+//! Each adapter has three locks, always taken in this order:
+//!
+//! 1. the **DPC token** (`Runner`): whoever holds it runs the deferred stage — the only code
+//!    that changes queues, slots and adapter state and the only caller of miniport routines
+//!    after initialization. A thread that finds the token taken leaves a note (`pending`) and
+//!    returns; the holder loops until no note is left. So the deferred stage runs on the thread
+//!    that caused it (a submitter, the thread raising the interrupt, the timer thread) with no
+//!    thread hop, never twice at once, and batches whatever piled up meanwhile.
+//! 2. the **interrupt lock**: the miniport (`&mut self`), the interrupt-side request table with
+//!    the SRB extensions, the LU extensions and the notification latch. `initialize`,
+//!    `start_io`, `interrupt`, the timer routine, `reset_bus`, `dma_started`,
+//!    `adapter_control`, `adapter_state` and the disable-interrupts callback run under it and
+//!    never overlap. The enable-interrupts callback runs under it too, but with the adapter's
+//!    interrupt masked: `interrupt`, `start_io` and the timer routine are held until
+//!    CallDisableInterrupts. Only `find_adapter` runs without it.
+//! 3. small leaf locks: the incoming-request list, sink registration, event subscribers, the
+//!    error log.
+//!
+//! Completion and event sinks are called by the deferred stage outside the interrupt lock; they
+//! must not block. They may submit (the new requests start after the current batch); blocking
+//! calls from a sink return [`WaitError::WouldDeadlock`]. One timer thread per adapter produces
+//! the port tick ([`PortOptions::tick`], 1 s; `None` for manual [`Adapter::tick`] in tests) and
+//! fires `request_timer_call` routines (µs, one pending, 0 cancels).
+//!
+//! # Life of an SRB
+//!
+//! 1. **Submit** — [`Submitter::submit`] pushes the SRB on the adapter's incoming list and
+//!    requests the deferred stage (`AdapterShared::request_dpc`).
+//! 2. **Accept** (`Runner::accept`, deferred stage) — the port resets the port-owned fields
+//!    (SrbStatus PENDING, QueueTag, NextSrb, the requested length), checks the address and
+//!    buffer (INVALID_PATH_ID / INVALID_TARGET_ID / INVALID_LUN / BAD_SRB_BLOCK_LENGTH), and
+//!    either answers the port functions itself — RELEASE_QUEUE, FLUSH_QUEUE (queued requests
+//!    complete REQUEST_FLUSHED), LOCK_QUEUE, UNLOCK_QUEUE, RESET_BUS (calls `reset_bus`),
+//!    ABORT_COMMAND of a still-queued request, FLUSH/SHUTDOWN when the adapter does not cache,
+//!    WMI without a provider — or puts it on its LU's queue: the normal queue (FIFO) or the
+//!    bypass queue (BYPASS_FROZEN_QUEUE / BYPASS_LOCKED_QUEUE, task management, the port's
+//!    own REQUEST SENSE and recovery requests).
+//! 3. **Dispatch** (`Runner::dispatch`) — while the adapter is ready (not waiting for
+//!    NextRequest, no reset hold-off, not masked, stopped or shut down) and a slot is free, the
+//!    port picks LUs round-robin. A LU may start its bypass head always, its queue head if it is
+//!    not frozen, locked, parked BUSY or waiting for sense, and either it has nothing
+//!    outstanding, or the head is tagged (QUEUE_ACTION_ENABLE on a tagged adapter, or any
+//!    request on a MultipleRequestPerLu adapter), the LU got NextLuRequest since its last
+//!    start and is below `max_queue_depth_per_lu`. DISABLE_DISCONNECT requests are untagged and
+//!    monopolize the adapter until they complete.
+//! 4. **Start** (`Runner::start`) — the SRB takes a preallocated slot (its QueueTag is the slot
+//!    number if tagged, else [`SP_UNTAGGED`]; the slot's generation is bumped), moves into the
+//!    interrupt-side table and `start_io` is called under the interrupt lock with an [`SrbRef`]
+//!    naming slot and generation. The adapter is busy until the miniport latches NextRequest.
+//! 5. **Complete** — from `start_io`, `interrupt`, the timer routine, `dma_started`, the
+//!    enable-interrupts callback, `reset_bus` or `adapter_control`, the miniport latches
+//!    `request_complete(srb)` or `complete_requests(filter, status)`. A handle whose request is
+//!    no longer active (its generation moved on) is dropped and counted as a late completion.
+//! 6. **Deferred stage** (`Runner::call` + `Runner::process_latch`, the seed's
+//!    `ScsiPortDpcForIsr`) — when the routine returns, still under the interrupt lock, the latch
+//!    is emptied (`snapshot`) and completed SRBs move out of the table; after the lock is
+//!    released the port arms or cancels the timer, honours NextRequest / NextLuRequest, starts
+//!    the reset hold-off, schedules rescans, callbacks and `dma_started`, and processes each
+//!    completion (`Runner::on_complete`): the slot is freed; BUSY / SCSI BUSY / QUEUE FULL are
+//!    parked and retried on the next tick up to `busy_retry_limit` times, then fail with BUSY
+//!    and freeze the queue; CHECK CONDITION without sense on an adapter without autosense parks
+//!    the request behind a port-issued REQUEST SENSE whose data becomes the request's sense
+//!    (AUTOSENSE_VALID) or REQUEST_SENSE_FAILED; any other failure of an EXECUTE_SCSI request
+//!    except a data underrun freezes the LU queue (QUEUE_FROZEN) unless NO_QUEUE_FREEZE. Then
+//!    more requests are dispatched.
+//! 7. **Deliver** (`Runner::deliver`) — statistics are counted and each SRB, with its data
+//!    buffer, goes to its submitter's sink (`complete`), followed by one `batch_done` per sink.
+//!
+//! # Time and recovery
+//!
+//! Every tick (`Runner::tick`): the reset hold-off counts down (4 ticks after ResetDetected or
+//! a port reset); parked BUSY requests go back to the head of their queue; if the adapter
+//! waits for NextRequest longer than the last request's TimeOutValue, every bus is reset; and
+//! each outstanding request's TimeOutValue counts down. A request that times out starts the
+//! recovery ladder, one step per `recovery_ticks` and only while it is still outstanding
+//! (`Runner::begin_recovery`, `Runner::escalate`): ABORT_COMMAND with NextSrb -> (if it is still
+//! there) RESET_LOGICAL_UNIT -> `reset_bus` on its bus (outstanding requests complete with
+//! BUS_RESET; hold-off) -> the port takes back every outstanding request (TIMEOUT for those in
+//! recovery, BUS_RESET for the others) and restarts the adapter with
+//! `adapter_control(StopAdapter / SetRunningConfig / RestartAdapter)`, or `initialize` again if
+//! the miniport cannot. Resets are reported as [`PortEvent`]s.
+//!
+//! # Exactly once
+//!
+//! Every submitted SRB is delivered exactly once: rejected ones at once, queued ones when they
+//! complete, are flushed or aborted in the queue, and everything on [`Adapter::shutdown`]
+//! (queued: REQUEST_FLUSHED; in the miniport: `reset_bus`, then whatever is left is taken back
+//! as BUS_RESET). Completing twice through one handle is impossible by type ([`SrbRef`] is
+//! consumed); a late completion through a stale handle is caught by the slot generation,
+//! dropped and counted ([`PortCounters::late_completions`]).
+//!
+//! # Storport
+//!
+//! The Storport model (unlocked, concurrent `build_io`; many requests per LU; busy / pause /
+//! device queue depth) is meant to be added beside this one as an *additional* trait a miniport
+//! may implement (e.g. `StorportMiniport: Miniport` with a `Shared: Sync` part for `build_io`),
+//! so existing miniports keep compiling.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

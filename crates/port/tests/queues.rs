@@ -352,3 +352,18 @@ fn the_data_buffer_travels_with_the_request_and_comes_back() {
     let stats = h.adapter.lu_statistics(LU0).unwrap();
     assert!(stats.commands >= 1);
 }
+
+#[test]
+fn a_head_of_queue_request_overtakes_the_queued_ones() {
+    let h = Harness::new(ScriptConfig::default());
+    h.submit(LU0, Behaviour::Interrupt, 1);
+    h.submit(LU0, Behaviour::Inline, 2);
+    let mut head = scripted_srb(LU0, Behaviour::Inline, 3);
+    head.flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
+    head.queue_action = QueueAction::HeadOfQueue;
+    h.submit_srb(head);
+    h.assert_nothing_completes();
+    h.script.fire(FireOrder::All);
+    let ids: Vec<u64> = h.wait(3).iter().map(|s| s.original_request).collect();
+    assert_eq!(ids, vec![1, 3, 2]);
+}
