@@ -129,6 +129,11 @@ pub struct ServerConfig {
     pub max_transfer_length: u32,
     /// Connections accepted at once; more are closed immediately.
     pub max_connections: usize,
+    /// Data buffer bytes one connection's commands may hold at once
+    /// (solicited write data and read buffers). Commands beyond it wait
+    /// (no R2T is sent, no read is started) until earlier ones complete; a
+    /// single command larger than this still runs when it is alone.
+    pub max_buffered_bytes_per_connection: usize,
 }
 
 impl Default for ServerConfig {
@@ -141,6 +146,7 @@ impl Default for ServerConfig {
             max_tasks_per_session: 64,
             max_transfer_length: 16 * 1024 * 1024,
             max_connections: 4096,
+            max_buffered_bytes_per_connection: 64 * 1024 * 1024,
         }
     }
 }

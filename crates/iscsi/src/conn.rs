@@ -141,6 +141,8 @@ struct Task {
     /// the command ends with CHECK CONDITION instead of executing (ERL 0
     /// recovery at the command level; the connection stays up).
     failed: bool,
+    /// Bytes of this task's buffers counted against the connection budget.
+    charged: usize,
 }
 
 struct TextState {
@@ -176,6 +178,11 @@ pub struct Connection {
     logout: Option<(u32, u8)>,
     close: Option<CloseReason>,
     ping_ttt: Option<u32>,
+    /// Data buffer bytes held by this connection's tasks (see
+    /// `ServerConfig::max_buffered_bytes_per_connection`).
+    buffered: usize,
+    /// Tasks waiting for buffer budget (key, generation), in arrival order.
+    waiting: VecDeque<(usize, u32)>,
 }
 
 fn decode_lun(lun: u64) -> Option<u16> {
@@ -252,6 +259,8 @@ impl Connection {
             logout: None,
             close: None,
             ping_ttt: None,
+            buffered: 0,
+            waiting: VecDeque::with_capacity(cap),
             shared,
         }
     }
@@ -348,6 +357,7 @@ impl Connection {
                 }
             }
         }
+        self.pump_waiting();
     }
 
     fn on_pdu(&mut self, p: Pdu) {
@@ -1037,7 +1047,49 @@ impl Connection {
     fn free_task(&mut self, key: usize) {
         let t = self.tasks.remove(key);
         self.by_itt.remove(&t.itt);
+        self.buffered -= t.charged;
         self.give_buf(t.data_out);
+    }
+
+    /// Counts `bytes` of buffers for `key` against the connection budget.
+    /// Always succeeds when nothing else is buffered, so one command larger
+    /// than the budget still makes progress.
+    fn try_charge(&mut self, key: usize, bytes: usize) -> bool {
+        let budget = self.shared.config.max_buffered_bytes_per_connection;
+        if self.buffered > 0 && self.buffered + bytes > budget {
+            return false;
+        }
+        self.buffered += bytes;
+        self.tasks[key].charged += bytes;
+        true
+    }
+
+    fn enqueue_waiting(&mut self, key: usize) {
+        let g = self.tasks[key].generation;
+        if !self.waiting.contains(&(key, g)) {
+            self.waiting.push_back((key, g));
+        }
+    }
+
+    /// Starts tasks that were waiting for buffer budget, oldest first.
+    fn pump_waiting(&mut self) {
+        while let Some(&(key, g)) = self.waiting.front() {
+            self.waiting.pop_front();
+            if !self
+                .tasks
+                .get(key)
+                .is_some_and(|t| t.generation == g && t.state == TaskState::Collecting)
+            {
+                continue;
+            }
+            self.advance_task(key);
+            if self.waiting.back() == Some(&(key, g)) {
+                // Still no budget: keep its place at the head and wait for more releases.
+                self.waiting.pop_back();
+                self.waiting.push_front((key, g));
+                break;
+            }
+        }
     }
 
     fn target_config(&self) -> Option<&TargetConfig> {
@@ -1099,7 +1151,7 @@ impl Connection {
         };
         self.generation = self.generation.wrapping_add(1);
         let data_out = if want > 0 {
-            self.take_buf(want as usize)
+            self.take_buf(unsolicited_end.max(imm) as usize)
         } else {
             Vec::new()
         };
@@ -1124,6 +1176,7 @@ impl Connection {
             next_r2t_offset: unsolicited_end,
             ttt_base: 0,
             failed: false,
+            charged: 0,
         };
         if task.unsolicited_done && unsolicited_end != imm {
             // F bit on the command: no unsolicited Data-Out follows.
@@ -1131,6 +1184,9 @@ impl Connection {
             task.next_r2t_offset = imm;
         }
         task.data_out.extend_from_slice(&p.data);
+        // The unsolicited part (at most FirstBurstLength) is always accepted.
+        task.charged = task.data_out.capacity().min(unsolicited_end as usize);
+        self.buffered += task.charged;
         let key = self.tasks.insert(task);
         self.by_itt.insert(c.itt, key);
         if too_long {
@@ -1145,25 +1201,20 @@ impl Connection {
         self.advance_task(key);
     }
 
-    /// Issues R2Ts or submits the task once all data is in.
+    /// Issues R2Ts (within the buffer budget) or starts the task once all
+    /// its data is in.
     fn advance_task(&mut self, key: usize) {
         let max_burst = self.neg.max_burst_length;
         let max_r2t = self.neg.max_outstanding_r2t as u32;
-        let task = &mut self.tasks[key];
+        let task = &self.tasks[key];
         if task.state != TaskState::Collecting {
             return;
         }
-        let received = task.data_out.len() as u32;
-        if received >= task.want {
+        if task.data_out.len() as u32 >= task.want {
             if task.failed {
                 // ABORTED COMMAND / DATA PHASE ERROR.
-                return self.complete_locally(
-                    key,
-                    status::CHECK_CONDITION,
-                    Sense::fixed(0x0b, 0x4b, 0x00),
-                    &[],
-                    0,
-                );
+                let sense = Sense::fixed(0x0b, 0x4b, 0x00);
+                return self.complete_locally(key, status::CHECK_CONDITION, sense, &[], 0);
             }
             return self.start_task(key);
         }
@@ -1171,30 +1222,36 @@ impl Connection {
             return;
         }
         if task.ttt_base == 0 {
-            task.ttt_base = (key as u32 + 1) << 16 | (task.generation & 0xff) << 8;
+            // First R2T: the solicited remainder must fit the buffer budget.
+            let need = (task.want - task.next_r2t_offset) as usize;
+            if !self.try_charge(key, need) {
+                return self.enqueue_waiting(key);
+            }
+            let task = &mut self.tasks[key];
+            task.data_out.reserve(need);
+            task.ttt_base = ((key as u32 + 1) << 16) | ((task.generation & 0xff) << 8);
             task.seq_end = task
                 .next_r2t_offset
                 .saturating_add(max_burst)
                 .min(task.want);
             task.data_sn = 0;
         }
-        let mut r2ts = Vec::new();
-        while task.next_r2t_sn.wrapping_sub(task.cur_r2t_sn) < max_r2t
-            && task.next_r2t_offset < task.want
-        {
+        loop {
+            let task = &mut self.tasks[key];
+            if task.next_r2t_sn.wrapping_sub(task.cur_r2t_sn) >= max_r2t
+                || task.next_r2t_offset >= task.want
+            {
+                break;
+            }
             let len = max_burst.min(task.want - task.next_r2t_offset);
-            r2ts.push((
+            let (ttt, r2t_sn, off) = (
                 task.ttt_base.wrapping_add(task.next_r2t_sn),
                 task.next_r2t_sn,
                 task.next_r2t_offset,
-                len,
-            ));
+            );
             task.next_r2t_sn += 1;
             task.next_r2t_offset += len;
-        }
-        let itt = task.itt;
-        let lun = encode_lun(task.lun);
-        for (ttt, r2t_sn, off, len) in r2ts {
+            let (lun, itt) = (encode_lun(task.lun), task.itt);
             let bhs = pdu::r2t(lun, itt, ttt, r2t_sn, off, len, &self.seq());
             self.send(&bhs, &[]);
         }
@@ -1255,13 +1312,31 @@ impl Connection {
                     .min(task.want);
             }
         } else if d.final_bit {
-            return self.fail("Data-Out F bit before the end of the sequence");
+            if !unsolicited {
+                return self.fail("Data-Out F bit before the end of the R2T sequence");
+            }
+            // The initiator ended its unsolicited burst early: solicit the rest.
+            task.data_sn = 0;
+            task.unsolicited_end = received;
+            task.next_r2t_offset = received;
+            task.unsolicited_done = true;
         }
         self.advance_task(key);
     }
 
     /// All Data-Out is in: answer locally or hand to the service.
     fn start_task(&mut self, key: usize) {
+        let task = &self.tasks[key];
+        if task.direction == DataDirection::Read
+            && task.lu.is_some()
+            && task.cdb[0] != 0xa0
+            && task.charged == 0
+        {
+            let need = task.edtl.min(self.shared.config.max_transfer_length) as usize;
+            if !self.try_charge(key, need) {
+                return self.enqueue_waiting(key);
+            }
+        }
         let task = &mut self.tasks[key];
         task.state = TaskState::Submitted;
         let cdb = task.cdb;
@@ -1402,6 +1477,7 @@ impl Connection {
             };
             self.finish_task(t);
         }
+        self.pump_waiting();
         self.maybe_finish_logout();
     }
 
@@ -1608,6 +1684,7 @@ impl Connection {
             }
         }
         self.tmf_respond(itt, response);
+        self.pump_waiting();
         if request.function == TmfFunction::TargetColdReset
             && response == TmfResponse::FunctionComplete
             && let Some(t) = self.target_config()

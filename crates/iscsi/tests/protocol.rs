@@ -378,3 +378,192 @@ fn target_pings_idle_initiator_and_drops_a_dead_one() {
     }
     assert!(saw_ping);
 }
+
+#[test]
+fn pipelined_writes_respect_the_buffer_budget_and_outstanding_r2ts() {
+    use iscsi::pdu::Opcode;
+    let (mut config, disk) = simple_config(4096);
+    config.max_buffered_bytes_per_connection = 128 * 1024;
+    config.limits.max_outstanding_r2t = 4;
+    let server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk.clone()).unwrap();
+    let mut ini = Initiator::connect(server.addr, T).unwrap();
+    let mut o = LoginOptions::normal(INI, TEST_IQN);
+    o.initial_r2t = true;
+    o.immediate_data = false;
+    o.max_burst_length = 16384;
+    o.max_outstanding_r2t = 8;
+    ini.login(&o).unwrap();
+    assert_eq!(
+        ini.negotiated.get("MaxOutstandingR2T").map(String::as_str),
+        Some("4")
+    );
+    let blocks = 256u16; // 128 KiB each: one command fills the budget
+    let mut itts = Vec::new();
+    let mut datas = std::collections::HashMap::new();
+    for i in 0..4u32 {
+        let data = pattern(blocks as usize * 512, 40 + i as u8);
+        let mut cdb = [0u8; 10];
+        cdb[0] = 0x2a;
+        cdb[2..6].copy_from_slice(&(i * 300).to_be_bytes());
+        cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
+        let b = ini.command_bhs(0, &cdb, false, true, data.len() as u32);
+        ini.send_pdu(&b, &[]).unwrap();
+        ini.cmd_sn += 1;
+        itts.push(b.itt());
+        datas.insert(b.itt(), data);
+    }
+    let mut done = Vec::new();
+    let mut r2t_order = Vec::new();
+    while done.len() < 4 {
+        let p = ini.recv_non_ping().unwrap().expect("connection open");
+        match p.bhs.opcode() {
+            Some(Opcode::R2t) => {
+                let (itt, ttt, off, len) = (
+                    p.bhs.itt(),
+                    p.bhs.u32_at(20),
+                    p.bhs.u32_at(40),
+                    p.bhs.u32_at(44),
+                );
+                if r2t_order.last() != Some(&itt) {
+                    r2t_order.push(itt);
+                }
+                let data = datas[&itt][off as usize..(off + len) as usize].to_vec();
+                let mut sent = 0;
+                let mut sn = 0;
+                while sent < data.len() {
+                    let n = (data.len() - sent).min(ini.target_mrdsl as usize);
+                    ini.data_out(
+                        0,
+                        itt,
+                        ttt,
+                        sn,
+                        off + sent as u32,
+                        &data[sent..sent + n],
+                        sent + n == data.len(),
+                    )
+                    .unwrap();
+                    sent += n;
+                    sn += 1;
+                }
+            }
+            Some(Opcode::ScsiResponse) => {
+                assert_eq!(p.bhs.0[3], 0, "status");
+                done.push(p.bhs.itt());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        done, itts,
+        "commands complete in order: each waits for budget"
+    );
+    assert_eq!(
+        r2t_order, itts,
+        "R2Ts for a command start only after the previous one finished"
+    );
+    for (i, itt) in itts.iter().enumerate() {
+        let r = ini.read10(0, i as u32 * 300, blocks).unwrap();
+        assert!(r.data == datas[itt], "command {i} data");
+    }
+}
+
+#[test]
+fn max_outstanding_r2t_is_used() {
+    let (mut config, disk) = simple_config(4096);
+    config.limits.max_outstanding_r2t = 4;
+    let server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk).unwrap();
+    let mut ini = Initiator::connect(server.addr, T).unwrap();
+    let mut o = LoginOptions::normal(INI, TEST_IQN);
+    o.initial_r2t = true;
+    o.immediate_data = false;
+    o.max_burst_length = 8192;
+    o.max_outstanding_r2t = 4;
+    ini.login(&o).unwrap();
+    let data = pattern(64 * 1024, 9);
+    let mut cdb = [0u8; 10];
+    cdb[0] = 0x2a;
+    cdb[2..6].copy_from_slice(&10u32.to_be_bytes());
+    cdb[7..9].copy_from_slice(&128u16.to_be_bytes());
+    let b = ini.command_bhs(0, &cdb, false, true, data.len() as u32);
+    let itt = b.itt();
+    ini.send_pdu(&b, &[]).unwrap();
+    ini.cmd_sn += 1;
+    for round in 0..2 {
+        // Four R2Ts arrive before any data is sent, and no fifth.
+        let mut r2ts = Vec::new();
+        for _ in 0..4 {
+            let p = ini.recv_non_ping().unwrap().unwrap();
+            assert_eq!(p.bhs.opcode(), Some(iscsi::pdu::Opcode::R2t));
+            r2ts.push((
+                p.bhs.u32_at(20),
+                p.bhs.u32_at(36),
+                p.bhs.u32_at(40),
+                p.bhs.u32_at(44),
+            ));
+        }
+        let offsets: Vec<u32> = r2ts.iter().map(|r| r.2).collect();
+        let base = round * 32768;
+        assert_eq!(offsets, vec![base, base + 8192, base + 16384, base + 24576]);
+        let sns: Vec<u32> = r2ts.iter().map(|r| r.1).collect();
+        assert_eq!(
+            sns,
+            (round * 4..round * 4 + 4).collect::<Vec<u32>>(),
+            "R2TSN"
+        );
+        ini.set_read_timeout(Duration::from_millis(200)).unwrap();
+        assert!(
+            ini.recv_pdu().is_err(),
+            "no fifth R2T while four are outstanding"
+        );
+        ini.set_read_timeout(T).unwrap();
+        for (ttt, _, off, len) in r2ts {
+            ini.data_out(
+                0,
+                itt,
+                ttt,
+                0,
+                off,
+                &data[off as usize..(off + len) as usize],
+                true,
+            )
+            .unwrap();
+        }
+    }
+    let p = ini.recv_non_ping().unwrap().unwrap();
+    assert_eq!(
+        (p.bhs.opcode(), p.bhs.0[3]),
+        (Some(iscsi::pdu::Opcode::ScsiResponse), 0)
+    );
+    assert!(ini.read10(0, 10, 128).unwrap().data == data);
+    // Unsolicited burst ended early by the initiator (F bit before FirstBurstLength).
+    let mut o = LoginOptions::normal(INI, TEST_IQN);
+    o.isid[5] = 2;
+    o.initial_r2t = false;
+    o.immediate_data = false;
+    o.first_burst_length = 16384;
+    let mut ini = Initiator::connect(server.addr, T).unwrap();
+    ini.login(&o).unwrap();
+    let mut cdb = [0u8; 10];
+    cdb[0] = 0x2a;
+    cdb[2..6].copy_from_slice(&200u32.to_be_bytes());
+    cdb[7..9].copy_from_slice(&64u16.to_be_bytes());
+    let mut b = ini.command_bhs(0, &cdb, false, true, 32768);
+    b.0[1] &= !0x80;
+    let itt = b.itt();
+    ini.send_pdu(&b, &[]).unwrap();
+    ini.cmd_sn += 1;
+    let d = pattern(32768, 3);
+    ini.data_out(0, itt, iscsi::pdu::RESERVED_TAG, 0, 0, &d[..4096], true)
+        .unwrap();
+    let p = ini.recv_non_ping().unwrap().unwrap();
+    assert_eq!(p.bhs.opcode(), Some(iscsi::pdu::Opcode::R2t));
+    assert_eq!((p.bhs.u32_at(40), p.bhs.u32_at(44)), (4096, 28672));
+    ini.data_out(0, itt, p.bhs.u32_at(20), 0, 4096, &d[4096..], true)
+        .unwrap();
+    let p = ini.recv_non_ping().unwrap().unwrap();
+    assert_eq!(
+        (p.bhs.opcode(), p.bhs.0[3]),
+        (Some(iscsi::pdu::Opcode::ScsiResponse), 0)
+    );
+    assert!(ini.read10(0, 200, 64).unwrap().data == d);
+}

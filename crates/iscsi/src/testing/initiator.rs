@@ -37,6 +37,7 @@ pub struct LoginOptions {
     pub max_recv_data_segment_length: u32,
     pub max_burst_length: u32,
     pub first_burst_length: u32,
+    pub max_outstanding_r2t: u16,
     /// Extra keys sent in the operational stage.
     pub extra_keys: Vec<(String, String)>,
 }
@@ -57,6 +58,7 @@ impl LoginOptions {
             max_recv_data_segment_length: 65536,
             max_burst_length: 262_144,
             first_burst_length: 65536,
+            max_outstanding_r2t: 1,
             extra_keys: Vec::new(),
         }
     }
@@ -361,7 +363,11 @@ impl Initiator {
                 "FirstBurstLength",
                 &o.first_burst_length.to_string(),
             );
-            text::push(&mut d, "MaxOutstandingR2T", "1");
+            text::push(
+                &mut d,
+                "MaxOutstandingR2T",
+                &o.max_outstanding_r2t.to_string(),
+            );
         }
         text::push(&mut d, "ErrorRecoveryLevel", "0");
         for (k, v) in &o.extra_keys {
