@@ -312,10 +312,11 @@ impl LogicalUnit {
             return Err(Sense::invalid_field_in_cdb(1, Some(4)).into());
         }
         let r = lba_range(req.cdb, entry.cdb_len());
+        // The range first: zero blocks past the end is LBA OUT OF RANGE, not WSNZ.
+        self.check_range(r.lba, r.blocks)?;
         if r.blocks == 0 || r.blocks > u64::from(self.config.max_write_same_blocks) {
             return Err(Sense::invalid_field_in_cdb(r.len_at, Some(7)).into());
         }
-        self.check_range(r.lba, r.blocks)?;
         let bs = self.bs() as usize;
         let zeroes;
         let (pattern, wanted) = if ndob {

@@ -220,6 +220,8 @@ fn write_same_fills_unmaps_and_enforces_limits() {
     invalid_cdb(&t.lu, &cdb10(0x41, 0x18, 0, 1), 1, 4);
     invalid_cdb(&t.lu, &cdb10(0x41, 0x10, 0, 1), 1, 4);
     invalid_cdb(&t.lu, &cdb10(0x41, 0, 0, 0), 7, 7);
+    lba_oob(&t.lu, &cdb10(0x41, 0, BLOCKS_512 as u32 + 1, 0), &block);
+    lba_oob(&t.lu, &cdb10(0x41, 0, u32::MAX, 0), &block);
     invalid_cdb(&t.lu, &cdb16(0x93, 0, 0, 4097), 10, 7);
     lba_oob(&t.lu, &cdb16(0x93, 0, BLOCKS_512 - 1, 2), &block);
     // Data-out must be exactly one block.
