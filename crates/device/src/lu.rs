@@ -546,8 +546,8 @@ impl LogicalUnit {
     ) -> HandlerResult {
         use CommandKind as K;
         match entry.kind {
-            K::Read6 | K::Read10 | K::Read12 | K::Read16 => self.read(entry, req),
-            K::Write6 | K::Write10 | K::Write12 | K::Write16 => self.write(entry, req, long),
+            K::Read6 | K::Read10 | K::Read12 | K::Read16 => self.read(req),
+            K::Write6 | K::Write10 | K::Write12 | K::Write16 => self.write(req, long),
             K::SynchronizeCache10 | K::SynchronizeCache16 => self.synchronize_cache(entry, req),
             K::TestUnitReady => Ok(Outcome::GOOD),
             K::RequestSense => self.request_sense(req),
@@ -563,9 +563,9 @@ impl LogicalUnit {
             K::ReportLuns => self.report_luns(req),
             K::ReportSupportedOperationCodes => self.report_supported_opcodes(req),
             K::WriteAndVerify10 | K::WriteAndVerify12 | K::WriteAndVerify16 => {
-                self.write_and_verify(entry, req)
+                self.write_and_verify(req)
             }
-            K::Verify10 | K::Verify12 | K::Verify16 => self.verify(entry, req),
+            K::Verify10 | K::Verify12 | K::Verify16 => self.verify(req),
             K::PreFetch10 | K::PreFetch16 => self.prefetch(entry, req),
             K::WriteSame10 | K::WriteSame16 => self.write_same(entry, req),
             K::Unmap => self.unmap(req),

@@ -16,6 +16,8 @@ use crate::backend::LbaStatus;
 use crate::lu::{Fail, HandlerResult, IoOp, LogicalUnit, Outcome};
 use crate::request::{ScsiRequest, ScsiStatus};
 use crate::sense::{Asc, Sense, SenseKey};
+use scsi::RwCommand;
+
 use crate::table::{CommandEntry, CommandKind};
 
 /// LOGICAL BLOCK ADDRESS, TRANSFER LENGTH and the CDB offset of the length field.
@@ -38,35 +40,36 @@ fn be64(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-/// Parses the address and length of a 6/10/12/16-byte block command (the usage mask
-/// already guaranteed the CDB length).
+/// Parses the LBA and length of PRE-FETCH, SYNCHRONIZE CACHE and WRITE SAME (10 and 16
+/// byte forms, which share the READ(10)/(16) field positions). The command table already
+/// guaranteed the CDB length.
 pub(crate) fn lba_range(cdb: &[u8], len: usize) -> LbaRange {
-    match len {
-        6 => {
-            let lba = (u64::from(cdb[1] & 0x1f) << 16) | be16(&cdb[2..4]);
-            let blocks = if cdb[4] == 0 { 256 } else { u64::from(cdb[4]) };
-            LbaRange {
-                lba,
-                blocks,
-                len_at: 4,
-            }
-        }
-        10 => LbaRange {
+    if len == 10 {
+        LbaRange {
             lba: be32(&cdb[2..6]),
             blocks: be16(&cdb[7..9]),
             len_at: 7,
-        },
-        12 => LbaRange {
-            lba: be32(&cdb[2..6]),
-            blocks: be32(&cdb[6..10]),
-            len_at: 6,
-        },
-        _ => LbaRange {
+        }
+    } else {
+        LbaRange {
             lba: be64(&cdb[2..10]),
             blocks: be32(&cdb[10..14]),
             len_at: 10,
-        },
+        }
     }
+}
+
+/// Parses a READ / WRITE / VERIFY / WRITE AND VERIFY / ORWRITE CDB (already validated
+/// against the command table) into the `scsi` crate's typed form.
+fn parse_rw(cdb: &[u8]) -> Result<(RwCommand, LbaRange), Fail> {
+    let rw =
+        RwCommand::parse(cdb).map_err(|_| Sense::illegal_request(Asc::INVALID_FIELD_IN_CDB))?;
+    let r = LbaRange {
+        lba: rw.lba,
+        blocks: u64::from(rw.blocks),
+        len_at: rw.length_field_offset(),
+    };
+    Ok((rw, r))
 }
 
 const LBA_OUT_OF_RANGE: Sense = Sense::illegal_request(Asc::LBA_OUT_OF_RANGE);
@@ -105,8 +108,8 @@ impl LogicalUnit {
     }
 
     /// READ(6/10/12/16): plans one backend read into the caller's buffer.
-    pub(crate) fn read(&self, entry: &CommandEntry, req: &mut ScsiRequest<'_>) -> HandlerResult {
-        let r = lba_range(req.cdb, entry.cdb_len());
+    pub(crate) fn read(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let (_, r) = parse_rw(req.cdb)?;
         self.check_transfer(&r)?;
         let wanted = r.blocks * self.bs();
         let expected = req.data_in.len();
@@ -122,13 +125,8 @@ impl LogicalUnit {
     }
 
     /// WRITE(6/10/12/16): plans one backend write of the whole blocks the initiator sent.
-    pub(crate) fn write(
-        &self,
-        entry: &CommandEntry,
-        req: &mut ScsiRequest<'_>,
-        long: bool,
-    ) -> HandlerResult {
-        let r = lba_range(req.cdb, entry.cdb_len());
+    pub(crate) fn write(&self, req: &mut ScsiRequest<'_>, long: bool) -> HandlerResult {
+        let (rw, r) = parse_rw(req.cdb)?;
         self.check_transfer(&r)?;
         let bs = self.bs();
         let wanted = r.blocks * bs;
@@ -141,7 +139,7 @@ impl LogicalUnit {
                 filled: 0,
             });
         }
-        let fua = (entry.cdb_len() > 6 && req.cdb[1] & 0x08 != 0) || !self.wce();
+        let fua = rw.fua || !self.wce();
         let guard = self.ranges.shared(r.lba, r.lba + blocks, long);
         Ok(self.plan(
             IoOp::Write { fua },
@@ -203,12 +201,12 @@ impl LogicalUnit {
     /// VERIFY(10/12/16) (SBC-4 5.33): BYTCHK 00b reads the range to check it is
     /// readable; 01b compares the data-out buffer with the medium (MISCOMPARE with the
     /// byte offset in INFORMATION). 10b (reserved) and 11b are refused.
-    pub(crate) fn verify(&self, entry: &CommandEntry, req: &mut ScsiRequest<'_>) -> HandlerResult {
-        let bytchk = (req.cdb[1] >> 1) & 0x03;
+    pub(crate) fn verify(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let (rw, r) = parse_rw(req.cdb)?;
+        let bytchk = rw.bytchk;
         if bytchk > 1 {
             return Err(Sense::invalid_field_in_cdb(1, Some(2)).into());
         }
-        let r = lba_range(req.cdb, entry.cdb_len());
         self.check_transfer(&r)?;
         let bs = self.bs();
         if bytchk == 0 {
@@ -236,13 +234,9 @@ impl LogicalUnit {
 
     /// WRITE AND VERIFY(10/12/16) (SBC-4 5.39): writes to stable storage, then with
     /// BYTCHK = 1 reads the blocks back and compares.
-    pub(crate) fn write_and_verify(
-        &self,
-        entry: &CommandEntry,
-        req: &mut ScsiRequest<'_>,
-    ) -> HandlerResult {
-        let bytchk = req.cdb[1] & 0x02 != 0;
-        let r = lba_range(req.cdb, entry.cdb_len());
+    pub(crate) fn write_and_verify(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
+        let (rw, r) = parse_rw(req.cdb)?;
+        let bytchk = rw.bytchk != 0;
         self.check_transfer(&r)?;
         let bs = self.bs();
         let wanted = r.blocks * bs;
@@ -461,9 +455,9 @@ impl LogicalUnit {
     /// ORWRITE(16) (SBC-4 5.10): medium = medium OR data-out, atomically against other
     /// writes.
     pub(crate) fn orwrite(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
-        let r = lba_range(req.cdb, 16);
+        let (rw, r) = parse_rw(req.cdb)?;
         self.check_transfer(&r)?;
-        let fua = req.cdb[1] & 0x08 != 0;
+        let fua = rw.fua;
         let bs = self.bs();
         let wanted = r.blocks * bs;
         let blocks = wanted.min(req.data_out.len() as u64) / bs;
