@@ -102,6 +102,9 @@ pub struct Timeouts {
     pub nop_in_interval: Duration,
     /// A connection that stays silent this long after a ping is dropped.
     pub nop_in_timeout: Duration,
+    /// At shutdown, how long logged-in initiators get to log out (after an
+    /// Async Message requesting it) before their connections are closed.
+    pub logout_grace: Duration,
 }
 
 impl Default for Timeouts {
@@ -110,6 +113,7 @@ impl Default for Timeouts {
             login: Duration::from_secs(15),
             nop_in_interval: Duration::from_secs(30),
             nop_in_timeout: Duration::from_secs(15),
+            logout_grace: Duration::from_secs(5),
         }
     }
 }

@@ -847,6 +847,17 @@ impl Connection {
         );
     }
 
+    /// Asks the initiator to log out within `within` (Async Message, event 1
+    /// "target requests logout"); used at shutdown. Commands already
+    /// received keep running.
+    pub fn request_logout(&mut self, within: std::time::Duration) {
+        if self.state != State::FullFeature || self.close.is_some() {
+            return;
+        }
+        let secs = within.as_secs().min(u16::MAX as u64) as u16;
+        self.send_status(|sn| pdu::async_message(1, 0, 0, secs, sn), &[]);
+    }
+
     /// Sends an unsolicited NOP-In asking the initiator to answer (idle ping).
     pub fn send_ping(&mut self) {
         if self.state != State::FullFeature || self.close.is_some() {

@@ -96,10 +96,17 @@ impl Server {
                 break;
             }
         }
+        // New logins are refused; logged-in initiators were asked to log
+        // out (see `drive`) and get `logout_grace` to do so.
         self.shared.shutting_down.store(true, Ordering::Release);
-        self.shared.kill_all_sessions();
         accepts.shutdown().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let grace = self.shared.config.timeouts.logout_grace;
+        let deadline = Instant::now() + grace + Duration::from_secs(1);
+        while self.shared.connections.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.shared.kill_all_sessions();
+        let deadline = Instant::now() + Duration::from_secs(2);
         while self.shared.connections.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -164,6 +171,7 @@ async fn drive(
     let mut ping_sent: Option<Instant> = None;
     let mut actions = Vec::new();
     let mut shutdown_open = true;
+    let mut drain_deadline: Option<Instant> = None;
     loop {
         loop {
             actions.extend(conn.take_actions());
@@ -187,11 +195,17 @@ async fn drive(
         if control.is_killed() || *shutdown.borrow() && !conn.is_logged_in() {
             return Ok(());
         }
+        if *shutdown.borrow() && drain_deadline.is_none() {
+            conn.request_logout(timeouts.logout_grace);
+            drain_deadline = Some(Instant::now() + timeouts.logout_grace);
+        }
         if conn.close_reason().is_some() && conn.out.is_empty() {
             return Ok(());
         }
         let deadline = if !conn.is_logged_in() {
             login_deadline
+        } else if let Some(d) = drain_deadline {
+            d
         } else if let Some(p) = ping_sent {
             p + timeouts.nop_in_timeout
         } else {
@@ -236,6 +250,10 @@ async fn drive(
             _ = sleep_until(deadline) => {
                 if !conn.is_logged_in() {
                     tracing::debug!("login timeout");
+                    return Ok(());
+                }
+                if drain_deadline.is_some() {
+                    tracing::info!("initiator did not log out before shutdown: closing");
                     return Ok(());
                 }
                 if ping_sent.is_some() {

@@ -116,6 +116,7 @@ fn server(login_timeout: Duration) -> RunningServer {
         login: login_timeout,
         nop_in_interval: Duration::from_secs(30),
         nop_in_timeout: Duration::from_secs(30),
+        ..Timeouts::default()
     };
     spawn_server("127.0.0.1:0".parse().unwrap(), config, disk).unwrap()
 }

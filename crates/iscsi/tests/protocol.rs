@@ -337,6 +337,7 @@ fn target_pings_idle_initiator_and_drops_a_dead_one() {
         login: Duration::from_secs(2),
         nop_in_interval: Duration::from_millis(200),
         nop_in_timeout: Duration::from_millis(400),
+        ..Timeouts::default()
     };
     let server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk).unwrap();
     // A live initiator answers the pings and stays connected.
@@ -566,4 +567,41 @@ fn max_outstanding_r2t_is_used() {
         (Some(iscsi::pdu::Opcode::ScsiResponse), 0)
     );
     assert!(ini.read10(0, 200, 64).unwrap().data == d);
+}
+
+#[test]
+fn shutdown_asks_initiators_to_log_out_then_closes() {
+    let (mut config, disk) = simple_config(64);
+    config.timeouts.logout_grace = Duration::from_secs(2);
+    let mut server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk).unwrap();
+    let mut polite = Initiator::connect(server.addr, T).unwrap();
+    polite.login(&LoginOptions::normal(INI, TEST_IQN)).unwrap();
+    let mut stubborn = Initiator::connect(server.addr, T).unwrap();
+    let mut o = LoginOptions::normal(INI, TEST_IQN);
+    o.isid[5] = 7;
+    stubborn.login(&o).unwrap();
+    let start = std::time::Instant::now();
+    server.trigger_shutdown();
+    let p = polite.recv_non_ping().unwrap().unwrap();
+    assert_eq!(p.bhs.opcode(), Some(iscsi::pdu::Opcode::AsyncMessage));
+    assert_eq!(p.bhs.0[36], 1, "AsyncEvent 1: target requests logout");
+    // In-flight work still completes while draining.
+    assert_eq!(polite.read10(0, 0, 1).unwrap().status, 0);
+    assert_eq!(polite.logout(0).unwrap(), 0);
+    assert!(polite.expect_closed().unwrap());
+    // New connections are refused.
+    assert!(
+        Initiator::connect(server.addr, Duration::from_secs(1))
+            .and_then(|mut i| {
+                i.login(&LoginOptions::normal(INI, TEST_IQN))
+                    .map_err(|e| std::io::Error::other(format!("{e:?}")))
+            })
+            .is_err()
+    );
+    assert!(
+        stubborn.expect_closed().unwrap(),
+        "closed after the grace period"
+    );
+    server.shutdown();
+    assert!(start.elapsed() < Duration::from_secs(8));
 }

@@ -29,6 +29,12 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn trigger_shutdown(&self) {
+        self.shutdown.shutdown();
+    }
+
+    /// Shuts down and waits for the server thread.
     pub fn shutdown(&mut self) {
         self.shutdown.shutdown();
         if let Some(t) = self.thread.take() {
