@@ -327,7 +327,7 @@ impl LogicalUnit {
     /// for resets are queued only for nexuses the LU knows.
     pub fn register_nexus(&self, nexus: ItNexus, initiator_name: Option<&str>) {
         let mut st = self.state.lock();
-        st.nexus.entry(nexus).or_default();
+        st.touch(nexus);
         if let Some(name) = initiator_name {
             st.initiator_names.insert(nexus.initiator, name.to_owned());
         }
@@ -521,7 +521,7 @@ impl LogicalUnit {
     fn admit(&self, req: &ScsiRequest<'_>, entry: &CommandEntry) -> Result<(), Fail> {
         let nexus = req.nexus;
         let mut st = self.state.lock();
-        st.nexus.entry(nexus).or_default();
+        st.touch(nexus);
         if st.scsi2.is_some_and(|h| h != nexus) && !entry.flags.has(Flags::SCSI2_OK) {
             return Err(Fail::Status(ScsiStatus::ReservationConflict));
         }

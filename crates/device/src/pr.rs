@@ -280,7 +280,8 @@ impl LogicalUnit {
             .get(&initiator)
             .cloned()
             .unwrap_or_else(|| format!("initiator-{initiator:016x}"));
-        let mut n = name.into_bytes();
+        // An iSCSI name is at most 223 bytes (RFC 7143 4.2.7.1).
+        let mut n: Vec<u8> = name.into_bytes().into_iter().take(223).collect();
         n.push(0);
         while !n.len().is_multiple_of(4) || n.len() < 20 {
             n.push(0);
@@ -347,7 +348,11 @@ impl LogicalUnit {
             _ => Err(Sense::invalid_field_in_cdb(1, Some(4)).into()),
         };
         self.sync_fast(&st);
-        result.map(|()| Outcome::GOOD)
+        result.map(|()| Outcome::Done {
+            status: ScsiStatus::Good,
+            wanted: 24,
+            filled: 0,
+        })
     }
 
     fn check_key(st: &LuState, nexus: ItNexus, key: u64) -> Result<(), Fail> {

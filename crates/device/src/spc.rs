@@ -157,7 +157,13 @@ impl LogicalUnit {
         let mut d = vec![0x00, page, 0, 0];
         match page {
             0x00 => d.extend_from_slice(&Self::VPD_PAGES),
-            0x80 => d.extend_from_slice(self.config.serial.as_bytes()),
+            0x80 => d.extend(
+                self.config
+                    .serial
+                    .bytes()
+                    .filter(|b| (0x20..0x7f).contains(b))
+                    .take(252),
+            ),
             0x83 => self.device_identification(nexus, &mut d),
             0xB0 => self.block_limits(&mut d),
             0xB1 => {
@@ -194,7 +200,13 @@ impl LogicalUnit {
         // T10 vendor identification, ASCII: vendor + product + serial.
         let mut t10 = ascii_field(&self.config.vendor, 8);
         t10.extend_from_slice(&ascii_field(&self.config.product, 16));
-        t10.extend(self.config.serial.bytes().take(200));
+        t10.extend(
+            self.config
+                .serial
+                .bytes()
+                .filter(|b| (0x20..0x7f).contains(b))
+                .take(200),
+        );
         desig(d, 0x02, 0x01, &t10);
         // SCSI name string, UTF-8, association LU: "naa." + hex of the NAA designator.
         let mut name = b"naa.".to_vec();
@@ -239,7 +251,7 @@ impl LogicalUnit {
         let alloc = u64::from(req.cdb[4]);
         let info = {
             let mut st = self.state.lock();
-            let ua = st.nexus.entry(req.nexus).or_default().pop();
+            let ua = st.touch(req.nexus).pop();
             let started = st.started;
             self.sync_fast(&st);
             match ua {

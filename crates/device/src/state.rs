@@ -14,6 +14,9 @@ use crate::sense::Asc;
 /// precedence are dropped beyond this (the newest condition is what matters).
 pub(crate) const MAX_QUEUED_UA: usize = 8;
 
+/// How many I_T nexuses the unit-attention table remembers.
+pub(crate) const MAX_KNOWN_NEXUS: usize = 4096;
+
 /// Unit attention conditions queued per I_T nexus (SAM-5 5.14).
 #[derive(Debug, Default)]
 pub(crate) struct UaQueue {
@@ -81,6 +84,16 @@ impl LuState {
         }
     }
 
+    /// Records that `nexus` exists. The table is bounded: past [`MAX_KNOWN_NEXUS`]
+    /// entries, nexuses with nothing pending are forgotten (a forgotten nexus misses
+    /// only reset unit attentions, as a brand-new one does).
+    pub(crate) fn touch(&mut self, nexus: ItNexus) -> &mut UaQueue {
+        if !self.nexus.contains_key(&nexus) && self.nexus.len() >= MAX_KNOWN_NEXUS {
+            self.nexus.retain(|_, q| q.len() > 0);
+        }
+        self.nexus.entry(nexus).or_default()
+    }
+
     /// Queues `asc` for every known I_T nexus except `except`.
     pub(crate) fn ua_all(&mut self, asc: Asc, except: Option<ItNexus>) {
         for (n, q) in self.nexus.iter_mut() {
@@ -92,7 +105,7 @@ impl LuState {
 
     /// Queues `asc` for one I_T nexus (creating its entry if needed).
     pub(crate) fn ua_one(&mut self, nexus: ItNexus, asc: Asc) {
-        self.nexus.entry(nexus).or_default().push(asc);
+        self.touch(nexus).push(asc);
     }
 
     /// Total unit attentions queued, for the lock-free fast-path hint.

@@ -158,7 +158,12 @@ fn access_exclusive_access_all_registrants() {
 fn register_rules_and_read_keys_format() {
     let t = lu512();
     assert_eq!(prin(&t, I1, 0), [0, 0, 0, 0, 0, 0, 0, 0]);
-    register(&t, I1, 0x1122_3344_5566_7788);
+    let (cdb, p) = prout(0x06, 0, 0, 0x1122_3344_5566_7788);
+    let (c, _) = run(&t.lu, I1, &cdb, &p, 0);
+    assert_eq!(
+        (c.status, c.residual),
+        (ScsiStatus::Good, device::Residual::None)
+    );
     // REGISTER while registered with a wrong key: conflict; with the right key: new key.
     pr_out_conflict(&t, I1, 0x00, 0, 0, 0x99);
     pr_out_ok(&t, I1, 0x00, 0, 0x1122_3344_5566_7788, 0x99);

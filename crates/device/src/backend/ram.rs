@@ -212,33 +212,49 @@ impl BlockBackend for RamBackend {
                 BackendOp::Status,
             ));
         }
-        let max = max_blocks.max(1).min(self.num_blocks - lba);
+        let end = lba + max_blocks.max(1).min(self.num_blocks - lba);
         let bpc = self.blocks_per_chunk as u64;
-        let status_of = |b: u64| -> LbaStatus {
-            let slot = self.chunks[(b / bpc) as usize].read();
-            match slot.as_ref() {
-                Some(chunk) if chunk.is_mapped((b % bpc) as usize) => LbaStatus::Mapped,
-                _ => LbaStatus::Deallocated,
-            }
-        };
-        let first = status_of(lba);
-        let mut run = 1u64;
-        while run < max {
-            let b = lba + run;
-            // Skip whole empty chunks quickly when looking for the end of a hole.
-            if first == LbaStatus::Deallocated && b.is_multiple_of(bpc) {
-                let empty = self.chunks[(b / bpc) as usize].read().is_none();
-                if empty {
-                    run = (run + bpc).min(max);
-                    continue;
+        let mut first: Option<LbaStatus> = None;
+        let mut b = lba;
+        // One chunk at a time, under its read lock; whole bitmap words are skipped.
+        while b < end {
+            let c = (b / bpc) as usize;
+            let chunk_end = ((c as u64 + 1) * bpc).min(end);
+            let slot = self.chunks[c].read();
+            let Some(chunk) = slot.as_ref() else {
+                match first {
+                    None | Some(LbaStatus::Deallocated) => {
+                        first = Some(LbaStatus::Deallocated);
+                        b = chunk_end;
+                        continue;
+                    }
+                    Some(LbaStatus::Mapped) => break,
+                }
+            };
+            while b < chunk_end {
+                let i = (b % bpc) as usize;
+                let st = if chunk.is_mapped(i) {
+                    LbaStatus::Mapped
+                } else {
+                    LbaStatus::Deallocated
+                };
+                let want = *first.get_or_insert(st);
+                if st != want {
+                    return Ok((want, b - lba));
+                }
+                let word = chunk.mapped[i / 64];
+                let uniform = match want {
+                    LbaStatus::Mapped => word == u64::MAX,
+                    LbaStatus::Deallocated => word == 0,
+                };
+                if i.is_multiple_of(64) && uniform && chunk_end - b >= 64 {
+                    b += 64;
+                } else {
+                    b += 1;
                 }
             }
-            if status_of(b) != first {
-                break;
-            }
-            run += 1;
         }
-        Ok((first, run))
+        Ok((first.unwrap_or(LbaStatus::Deallocated), b.min(end) - lba))
     }
 }
 
@@ -282,6 +298,43 @@ mod tests {
         ram.read_at(off, &mut back).unwrap();
         assert!(back[1024..1536].iter().all(|b| *b == 0));
         assert_eq!(back[..1024], data[..1024]);
+    }
+
+    #[test]
+    fn ram_lba_status_matches_a_per_block_model() {
+        // 3 chunks of 512-byte blocks; random writes and unmaps; every status run must
+        // agree with a plain per-block model.
+        let blocks = 3 * (CHUNK_BYTES as u64 / 512);
+        let ram = RamBackend::new(blocks, 512).unwrap();
+        let mut model = vec![false; blocks as usize];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        for round in 0..200 {
+            let lba = next(blocks);
+            let n = 1 + next(300.min(blocks - lba));
+            if round % 3 == 0 {
+                ram.unmap(lba, n).unwrap();
+                model[lba as usize..(lba + n) as usize].fill(false);
+            } else {
+                ram.write_at(lba * 512, &vec![1u8; n as usize * 512], false)
+                    .unwrap();
+                model[lba as usize..(lba + n) as usize].fill(true);
+            }
+            let start = next(blocks);
+            let (st, run) = ram.lba_status(start, blocks).unwrap();
+            let mapped = model[start as usize];
+            assert_eq!(st == LbaStatus::Mapped, mapped);
+            let expect = model[start as usize..]
+                .iter()
+                .take_while(|m| **m == mapped)
+                .count();
+            assert_eq!(run, expect as u64, "round {round} start {start}");
+        }
     }
 
     #[test]
