@@ -61,6 +61,52 @@ pub fn report_luns(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
     }
 }
 
+/// Answers a command addressed to a LUN that has no logical unit behind it, for the
+/// front end (SPC-4 4.6.3 and 6.6.2; sense in fixed format):
+/// - INQUIRY (standard data): PERIPHERAL QUALIFIER 011b, DEVICE TYPE 1Fh, GOOD;
+/// - REPORT LUNS: answered from `luns` as [`report_luns`] does;
+/// - REQUEST SENSE: GOOD with LOGICAL UNIT NOT SUPPORTED as the sense data;
+/// - anything else: CHECK CONDITION, ILLEGAL REQUEST / LOGICAL UNIT NOT SUPPORTED.
+pub fn no_such_lun(req: &mut ScsiRequest<'_>, luns: &[u64]) -> Completion {
+    let not_supported = Sense::illegal_request(Asc::LOGICAL_UNIT_NOT_SUPPORTED);
+    let entry = match table::decode(req.cdb) {
+        Ok(e) => e,
+        Err(_) => return fail_fixed(req, not_supported),
+    };
+    let (data, alloc) = match entry.kind {
+        CommandKind::ReportLuns => return report_luns(req, luns),
+        CommandKind::Inquiry if req.cdb[1] & 1 == 0 && req.cdb[2] == 0 => {
+            let mut d = vec![0u8; 36];
+            d[0] = 0x7F;
+            d[2] = 0x06;
+            d[3] = 0x12;
+            d[4] = 31;
+            (d, u64::from(u16::from_be_bytes([req.cdb[3], req.cdb[4]])))
+        }
+        CommandKind::RequestSense => {
+            let fmt = if req.cdb[1] & 1 != 0 {
+                SenseFormat::Descriptor
+            } else {
+                SenseFormat::Fixed
+            };
+            (
+                not_supported.encode(fmt).as_bytes().to_vec(),
+                u64::from(req.cdb[4]),
+            )
+        }
+        _ => return fail_fixed(req, not_supported),
+    };
+    let Outcome::Done { wanted, filled, .. } = LogicalUnit::respond(req, &data, alloc) else {
+        unreachable!("respond never plans I/O")
+    };
+    Completion {
+        status: ScsiStatus::Good,
+        sense: None,
+        data_in_len: filled,
+        residual: Residual::of(wanted, req.data_in.len()),
+    }
+}
+
 fn fail_fixed(req: &ScsiRequest<'_>, s: Sense) -> Completion {
     Completion {
         status: ScsiStatus::CheckCondition,

@@ -267,6 +267,16 @@ pub static COMMANDS: &[CommandEntry] = &[
         [ 0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
 ];
 
+/// For each opcode, the index of its first entry in [`COMMANDS`] (which is sorted), or
+/// `COMMANDS.len()` when the opcode is not supported: dispatch is one array lookup.
+static OPCODE_INDEX: std::sync::LazyLock<[u8; 256]> = std::sync::LazyLock::new(|| {
+    let mut idx = [COMMANDS.len() as u8; 256];
+    for (i, e) in COMMANDS.iter().enumerate().rev() {
+        idx[usize::from(e.opcode)] = i as u8;
+    }
+    idx
+});
+
 /// Whether an opcode carries a service action in byte 1 (bits 4..0).
 pub fn has_service_action(opcode: u8) -> bool {
     COMMANDS
@@ -307,8 +317,12 @@ impl CdbError {
 /// Finds the entry for `cdb` (opcode, and service action where the opcode has them).
 pub fn lookup(cdb: &[u8]) -> Result<&'static CommandEntry, CdbError> {
     let &opcode = cdb.first().ok_or(CdbError::InvalidOpcode)?;
+    let first = usize::from(OPCODE_INDEX[usize::from(opcode)]);
     let mut found_opcode = false;
-    for e in COMMANDS.iter().filter(|e| e.opcode == opcode) {
+    for e in COMMANDS[first.min(COMMANDS.len())..]
+        .iter()
+        .take_while(|e| e.opcode == opcode)
+    {
         found_opcode = true;
         match e.service_action {
             None => return Ok(e),
@@ -463,6 +477,17 @@ mod tests {
 
     #[test]
     fn table_has_no_duplicates_and_is_sorted() {
+        assert!(COMMANDS.len() < 255, "OPCODE_INDEX stores indexes as u8");
+        for e in COMMANDS {
+            let mut cdb = vec![0u8; e.cdb_len()];
+            cdb[0] = e.opcode;
+            cdb[1] = e.service_action.unwrap_or(0) as u8;
+            assert!(
+                std::ptr::eq(lookup(&cdb).unwrap(), e),
+                "{} not found",
+                e.name
+            );
+        }
         for w in COMMANDS.windows(2) {
             let a = (w[0].opcode, w[0].service_action);
             let b = (w[1].opcode, w[1].service_action);

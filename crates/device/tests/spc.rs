@@ -658,3 +658,53 @@ fn reserve_release_6_and_10_follow_scsi2_rules() {
     invalid_cdb(&t.lu, &[0x16, 0x10, 0, 0, 0, 0], 1, 4);
     invalid_cdb(&t.lu, &[0x56, 0x02, 0, 0, 0, 0, 0, 0, 0, 0], 1, 1);
 }
+
+#[test]
+fn no_such_lun_answers_inquiry_report_luns_and_refuses_the_rest() {
+    let call = |cdb: &[u8], in_len: usize| {
+        let mut buf = vec![0u8; in_len];
+        let mut req = ScsiRequest {
+            nexus: I1,
+            cdb,
+            data_out: &[],
+            data_in: &mut buf,
+        };
+        let c = device::no_such_lun(&mut req, &[0]);
+        buf.truncate(c.data_in_len);
+        (c, buf)
+    };
+    let (c, d) = call(&inquiry(false, 0, 96), 96);
+    assert_eq!((c.status, d.len(), d[0]), (ScsiStatus::Good, 36, 0x7F));
+    let (c, d) = call(&[0xa0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], 16);
+    assert_eq!(
+        (c.status, &d[..]),
+        (
+            ScsiStatus::Good,
+            &[0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0][..]
+        )
+    );
+    let (c, d) = call(&[0x03, 0, 0, 0, 18, 0], 18);
+    assert_eq!((c.status, d[2], d[12]), (ScsiStatus::Good, 0x05, 0x25));
+    let (c, _) = call(&read10(0, 1), 512);
+    check(
+        &c,
+        SenseKey::IllegalRequest,
+        Asc::LOGICAL_UNIT_NOT_SUPPORTED,
+        None,
+    );
+    let (c, _) = call(&inquiry(true, 0x83, 96), 96);
+    check(
+        &c,
+        SenseKey::IllegalRequest,
+        Asc::LOGICAL_UNIT_NOT_SUPPORTED,
+        None,
+    );
+}
+
+#[test]
+fn logical_unit_and_io_plan_are_shareable_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<device::LogicalUnit>();
+    send::<device::IoPlan>();
+}
