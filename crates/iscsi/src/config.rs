@@ -93,6 +93,38 @@ impl TargetConfig {
     }
 }
 
+/// Shortest CHAP secret accepted (RFC 7143 §12.1.3: at least 96 bits).
+pub const MIN_CHAP_SECRET_LEN: usize = 12;
+
+fn check_chap(c: &ChapConfig, at: &str) -> Result<(), String> {
+    if c.users.is_empty() {
+        return Err(format!("{at}.users: at least one user is required"));
+    }
+    for (j, u) in c.users.iter().enumerate() {
+        if u.user.is_empty() {
+            return Err(format!("{at}.users[{j}].user: must not be empty"));
+        }
+        if u.secret.len() < MIN_CHAP_SECRET_LEN {
+            return Err(format!(
+                "{at}.users[{j}].secret: must be at least {MIN_CHAP_SECRET_LEN} bytes"
+            ));
+        }
+    }
+    if let Some(m) = &c.mutual {
+        if m.secret.len() < MIN_CHAP_SECRET_LEN {
+            return Err(format!(
+                "{at}.mutual.secret: must be at least {MIN_CHAP_SECRET_LEN} bytes"
+            ));
+        }
+        if c.users.iter().any(|u| u.secret == m.secret) {
+            return Err(format!(
+                "{at}.mutual.secret: must differ from the initiator secrets"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Connection timers.
 #[derive(Clone, Debug)]
 pub struct Timeouts {
@@ -185,6 +217,9 @@ impl ServerConfig {
         if self.max_tasks_per_session == 0 || self.max_tasks_per_session > 4096 {
             return Err("max_tasks_per_session: must be 1..=4096".into());
         }
+        if let Some(c) = &self.discovery_chap {
+            check_chap(c, "discovery_chap")?;
+        }
         for (i, t) in self.targets.iter().enumerate() {
             if !(t.name.starts_with("iqn.")
                 || t.name.starts_with("eui.")
@@ -218,10 +253,8 @@ impl ServerConfig {
                     ));
                 }
             }
-            if let Some(c) = &t.chap
-                && c.users.is_empty()
-            {
-                return Err(format!("targets[{i}].chap: at least one user is required"));
+            if let Some(c) = &t.chap {
+                check_chap(c, &format!("targets[{i}].chap"))?;
             }
         }
         Ok(())

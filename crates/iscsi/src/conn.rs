@@ -183,6 +183,8 @@ pub struct Connection {
     buffered: usize,
     /// Tasks waiting for buffer budget (key, generation), in arrival order.
     waiting: VecDeque<(usize, u32)>,
+    /// Highest MaxCmdSN advertised.
+    max_cmd_sn: std::cell::Cell<u32>,
 }
 
 fn decode_lun(lun: u64) -> Option<u16> {
@@ -261,6 +263,7 @@ impl Connection {
             ping_ttt: None,
             buffered: 0,
             waiting: VecDeque::with_capacity(cap),
+            max_cmd_sn: std::cell::Cell::new(0),
             shared,
         }
     }
@@ -298,13 +301,22 @@ impl Connection {
         self.tasks.len()
     }
 
+    /// Current StatSN/ExpCmdSN/MaxCmdSN. MaxCmdSN = ExpCmdSN + free task
+    /// slots - 1, never moved backwards (initiators ignore a decrease, so a
+    /// shrinking window would strand commands they already may send).
     fn seq(&self) -> SeqNums {
         let free = (self.shared.config.max_tasks_per_session as usize)
             .saturating_sub(self.tasks.len()) as u32;
+        let mut max = self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1);
+        let prev = self.max_cmd_sn.get();
+        if self.state == State::FullFeature && pdu::sn_lt(max, prev) {
+            max = prev;
+        }
+        self.max_cmd_sn.set(max);
         SeqNums {
             stat_sn: self.stat_sn,
             exp_cmd_sn: self.exp_cmd_sn,
-            max_cmd_sn: self.exp_cmd_sn.wrapping_add(free).wrapping_sub(1),
+            max_cmd_sn: max,
         }
     }
 
@@ -768,9 +780,12 @@ impl Connection {
                 .target
                 .map(|i| self.shared.config.targets[i].name.clone())
                 .unwrap_or_default();
-            self.shared
-                .unregister_session(&s.initiator, s.isid, &target, &self.control);
-            if let Some(n) = &s.nexus {
+            // A reinstated session's nexus was already reported lost by
+            // the login that replaced it.
+            let still_registered =
+                self.shared
+                    .unregister_session(&s.initiator, s.isid, &target, &self.control);
+            if still_registered && let Some(n) = &s.nexus {
                 self.shared.service.nexus_lost(n);
             }
         }
@@ -1715,6 +1730,156 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::ScsiService;
+    use crate::testing::{TEST_IQN, simple_config};
+
+    /// Drives a `Connection` directly: bytes in, PDUs and actions out.
+    struct Harness {
+        conn: Connection,
+        disk: Arc<crate::testing::RamDisk>,
+        cmd_sn: u32,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let (config, disk) = simple_config(64);
+            let shared = Shared::new(config, disk.clone());
+            let control = shared.new_conn_control();
+            Harness {
+                conn: Connection::new(shared, control, None),
+                disk,
+                cmd_sn: 5,
+            }
+        }
+        fn feed(&mut self, bhs: &Bhs, data: &[u8]) -> Vec<Pdu> {
+            let mut input = BytesMut::new();
+            pdu::encode(
+                &mut input,
+                bhs,
+                &[data],
+                self.conn.limits.header_digest,
+                self.conn.limits.data_digest,
+            );
+            self.conn.receive(&mut input);
+            assert!(input.is_empty());
+            let actions: Vec<Action> = self.conn.take_actions().collect();
+            for a in actions {
+                match a {
+                    Action::Submit(t) => self.disk.submit(t),
+                    Action::TaskManagement { itt, request } => {
+                        let r = self.disk.task_management(&request);
+                        self.conn.task_management_done(itt, &request, r);
+                    }
+                }
+            }
+            self.conn.process_completions();
+            let mut out = std::mem::take(&mut self.conn.out);
+            let limits = FrameLimits {
+                max_data_segment: 1 << 24,
+                ..self.conn.limits
+            };
+            let mut pdus = Vec::new();
+            while let Some(p) = pdu::decode(&mut out, &limits).unwrap() {
+                pdus.push(p);
+            }
+            pdus
+        }
+        fn login(&mut self) {
+            let mut b = Bhs::new(Opcode::LoginRequest);
+            b.0[0] |= 0x40;
+            b.0[1] = 0x87; // T, CSG=1, NSG=3
+            b.0[8] = 0x80;
+            b.set_u32(16, 1);
+            b.set_u32(24, self.cmd_sn);
+            let mut d = Vec::new();
+            text::push(&mut d, "InitiatorName", "iqn.2026-11.test:unit");
+            text::push(&mut d, "TargetName", TEST_IQN);
+            text::push(&mut d, "MaxRecvDataSegmentLength", "4096");
+            let r = self.feed(&b, &d);
+            assert_eq!(r.len(), 1);
+            assert_eq!(r[0].bhs.opcode(), Some(Opcode::LoginResponse));
+            assert_eq!(r[0].bhs.u16_at(36), 0);
+            assert_eq!(r[0].bhs.flags(), 0x87);
+            assert_ne!(r[0].bhs.u16_at(14), 0, "TSIH assigned");
+            assert_eq!(r[0].bhs.u32_at(28), self.cmd_sn, "ExpCmdSN = login CmdSN");
+            assert!(self.conn.is_logged_in());
+        }
+        fn command(&mut self, cdb: &[u8], read: u32) -> Vec<Pdu> {
+            let mut b = Bhs::new(Opcode::ScsiCommand);
+            b.0[1] = 0x81 | if read > 0 { 0x40 } else { 0 };
+            b.set_u32(16, 100 + self.cmd_sn);
+            b.set_u32(20, read);
+            b.set_u32(24, self.cmd_sn);
+            b.0[32..32 + cdb.len()].copy_from_slice(cdb);
+            self.cmd_sn += 1;
+            self.feed(&b, &[])
+        }
+    }
+
+    #[test]
+    fn sans_io_login_and_commands() {
+        let mut h = Harness::new();
+        h.login();
+        // TEST UNIT READY: one SCSI Response, StatSN advancing, window moving.
+        let r = h.command(&[0; 6], 0);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].bhs.opcode(), Some(Opcode::ScsiResponse));
+        assert_eq!(r[0].bhs.0[3], 0);
+        let exp = r[0].bhs.u32_at(28);
+        assert_eq!(exp, 6);
+        // MaxCmdSN counts the slot the command still held while answering.
+        assert_eq!(r[0].bhs.u32_at(32), exp + 62);
+        // READ(10) of 16 blocks with the initiator's 4096-byte limit: two
+        // Data-In PDUs, status in the last one.
+        let r = h.command(&[0x28, 0, 0, 0, 0, 0, 0, 0, 16, 0], 8192);
+        assert_eq!(r.len(), 2);
+        assert!(
+            r.iter()
+                .all(|p| p.bhs.opcode() == Some(Opcode::DataIn) && p.data.len() == 4096)
+        );
+        assert_eq!(r[0].bhs.flags() & 0x81, 0);
+        assert_eq!(r[1].bhs.flags() & 0x81, 0x81);
+        assert_eq!((r[0].bhs.u32_at(36), r[1].bhs.u32_at(36)), (0, 1), "DataSN");
+        assert_eq!(r[1].bhs.u32_at(40), 4096, "buffer offset");
+        // A CmdSN outside the window produces nothing and does not advance ExpCmdSN.
+        h.cmd_sn += 1000;
+        assert!(h.command(&[0; 6], 0).is_empty());
+        h.cmd_sn -= 1001;
+        let r = h.command(&[0; 6], 0);
+        assert_eq!(r.len(), 1);
+        // An unknown opcode is rejected with the header echoed back.
+        let mut b = Bhs::default();
+        b.0[0] = 0x1b;
+        let r = h.feed(&b, &[]);
+        assert_eq!(r[0].bhs.opcode(), Some(Opcode::Reject));
+        assert_eq!(r[0].bhs.0[2], RejectReason::CommandNotSupported as u8);
+        assert_eq!(&r[0].data[..], &b.0[..]);
+        assert!(h.conn.close_reason().is_none());
+    }
+
+    #[test]
+    fn sans_io_max_cmd_sn_never_decreases() {
+        let mut h = Harness::new();
+        h.login();
+        let first = h.command(&[0; 6], 0)[0].bhs.u32_at(32);
+        // An immediate command occupies a slot without consuming a CmdSN.
+        h.disk.set_hold(true);
+        let mut b = Bhs::new(Opcode::ScsiCommand);
+        b.0[0] |= 0x40;
+        b.0[1] = 0x81;
+        b.set_u32(16, 77);
+        b.set_u32(24, h.cmd_sn);
+        assert!(h.feed(&b, &[]).is_empty());
+        let mut nop = Bhs::new(Opcode::NopOut);
+        nop.0[0] |= 0x40;
+        nop.set_u32(16, 78);
+        nop.set_u32(20, RESERVED_TAG);
+        nop.set_u32(24, h.cmd_sn);
+        let r = h.feed(&nop, &[]);
+        assert_eq!(r[0].bhs.opcode(), Some(Opcode::NopIn));
+        assert_eq!(r[0].bhs.u32_at(32), first);
+        h.disk.set_hold(false);
+    }
 
     #[test]
     fn lun_encoding() {

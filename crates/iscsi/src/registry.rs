@@ -47,6 +47,9 @@ impl ConnControl {
     }
 }
 
+/// Nexus ids remembered for initiators without a session, at most.
+const MAX_REMEMBERED_NEXUS: usize = 16384;
+
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct SessionKey {
     initiator: String,
@@ -125,6 +128,12 @@ impl Shared {
         let (old, reg) = {
             let mut s = self.sessions.lock();
             let nkey = (key.initiator.clone(), isid, tpgt, key.target.clone());
+            if s.nexus_ids.len() >= MAX_REMEMBERED_NEXUS && !s.nexus_ids.contains_key(&nkey) {
+                // Forget ids of nexuses without a session so the map stays bounded.
+                let live: std::collections::HashSet<NexusId> =
+                    s.by_key.values().map(|e| e.nexus.id).collect();
+                s.nexus_ids.retain(|_, id| live.contains(id));
+            }
             let next = s.next_nexus;
             let id = *s.nexus_ids.entry(nkey).or_insert(next);
             if id == next {
@@ -159,18 +168,24 @@ impl Shared {
                 "session reinstatement: closing the previous session"
             );
             old.control.kill();
+            // I_T nexus loss of the old session happens before the new one
+            // is reported established (its connection may close later).
+            if !target.is_empty() {
+                self.service.nexus_lost(&old.nexus);
+            }
         }
         reg
     }
 
-    /// Removes the session owned by `control` (if it is still the registered one).
+    /// Removes the session owned by `control`; `false` if it had already
+    /// been replaced (reinstated) by another connection.
     pub fn unregister_session(
         &self,
         initiator: &str,
         isid: [u8; 6],
         target: &str,
         control: &Arc<ConnControl>,
-    ) {
+    ) -> bool {
         let key = SessionKey {
             initiator: initiator.to_ascii_lowercase(),
             isid,
@@ -182,7 +197,9 @@ impl Shared {
             .is_some_and(|e| e.control.id == control.id)
         {
             s.by_key.remove(&key);
+            return true;
         }
+        false
     }
 
     /// Whether a session with this TSIH exists for the initiator/ISID.
