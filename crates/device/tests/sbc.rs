@@ -630,3 +630,28 @@ fn compare_and_write_increments_never_get_lost() {
         2 * per_thread
     );
 }
+
+#[test]
+fn file_backed_lu_reads_writes_unmaps_and_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fb = device::backend::FileBackend::open(dir.path().join("lu.img"), 4096, Some(16 << 20))
+        .unwrap();
+    let lu = device::LogicalUnit::new(config(), std::sync::Arc::new(fb));
+    let data = pattern(3, 2, 4096);
+    good(&lu, I1, &cdb16(0x8a, 0x08, 3, 2), &data, 0);
+    assert_eq!(good(&lu, I1, &cdb16(0x88, 0, 3, 2), &[], 8192), data);
+    let list = unmap_list(&[(3, 1)]);
+    good(&lu, I1, &cdb10(0x42, 0, 0, list.len() as u16), &list, 0);
+    let back = good(&lu, I1, &cdb16(0x88, 0, 3, 2), &[], 8192);
+    assert!(back[..4096].iter().all(|b| *b == 0));
+    assert_eq!(&back[4096..], &data[4096..]);
+    good(&lu, I1, &cdb10(0x35, 0, 0, 0), &[], 0);
+    let d = good(&lu, I1, &cdb16(0x9e, 0x10, 0, 32), &[], 32);
+    assert_eq!((&d[8..12], d[14]), (&[0u8, 0, 0x10, 0][..], 0xC0));
+    let d = good(&lu, I1, &cdb16(0x9e, 0x12, 4, 24), &[], 24);
+    assert_eq!(
+        (&d[8..16], d[20]),
+        (&4u64.to_be_bytes()[..], 0),
+        "LBA 4 still mapped"
+    );
+}

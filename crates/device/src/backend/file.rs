@@ -277,13 +277,14 @@ impl BlockBackend for FileBackend {
             Err(Errno::INVAL | Errno::OPNOTSUPP) => return Ok((LbaStatus::Mapped, max)),
             Err(e) => return Err(BackendError::from_os(BackendOp::Status, e)),
         };
-        if data > pos {
-            // pos is in a hole; it ends where data starts (rounded down to a block).
+        if data >= pos + bs {
+            // The block at pos is all hole; the hole ends at the block holding the next
+            // data byte. A block only partly covered by data counts as mapped.
             let hole_end = (data / bs * bs).min(end);
-            let run = (hole_end.saturating_sub(pos) / bs).max(1);
-            return Ok((LbaStatus::Deallocated, run.min(max)));
+            let run = (hole_end - pos) / bs;
+            return Ok((LbaStatus::Deallocated, run.clamp(1, max)));
         }
-        let hole = match rustix::fs::seek(&self.file, SeekFrom::Hole(pos)) {
+        let hole = match rustix::fs::seek(&self.file, SeekFrom::Hole(data.max(pos))) {
             Ok(h) => h,
             Err(e) => return Err(BackendError::from_os(BackendOp::Status, e)),
         };
@@ -319,6 +320,28 @@ mod tests {
         fb.read_at(1 << 20, &mut back).unwrap();
         assert!(back.iter().all(|b| *b == 0));
         assert!(fb.read_at(4 << 20, &mut back).is_err());
+    }
+
+    #[test]
+    fn file_backend_reports_holes_as_deallocated_where_the_fs_supports_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse.img");
+        let fb = FileBackend::open(&path, 4096, Some(64 << 20)).unwrap();
+        fb.write_at(8 << 20, &[1u8; 4096], false).unwrap();
+        let lba = (8 << 20) / 4096;
+        // Whatever the file system's granularity, the written block is mapped and the
+        // statuses tile the device without gaps.
+        assert_eq!(fb.lba_status(lba, 1).unwrap(), (LbaStatus::Mapped, 1));
+        let mut at = 0;
+        while at < fb.num_blocks() {
+            let (st, run) = fb.lba_status(at, fb.num_blocks()).unwrap();
+            assert!(run >= 1 && at + run <= fb.num_blocks());
+            if (at..at + run).contains(&lba) {
+                assert_eq!(st, LbaStatus::Mapped);
+            }
+            at += run;
+        }
+        assert_eq!(at, fb.num_blocks());
     }
 
     #[test]
