@@ -366,6 +366,7 @@ impl LogicalUnit {
         };
         st.ua_all(asc, None);
         self.sync_fast(&st);
+        tracing::debug!(lu = %self.config.name, ?kind, "reset");
     }
 
     /// Queues CAPACITY DATA HAS CHANGED (2A/09) for every known I_T nexus; a miniport
@@ -373,6 +374,14 @@ impl LogicalUnit {
     pub fn notify_capacity_changed(&self) {
         let mut st = self.state.lock();
         st.ua_all(Asc::CAPACITY_DATA_HAS_CHANGED, None);
+        self.sync_fast(&st);
+    }
+
+    /// Queues REPORTED LUNS DATA HAS CHANGED (3F/0E) for every known I_T nexus; the front
+    /// end calls it when the LUN map an initiator sees changes.
+    pub fn notify_reported_luns_changed(&self) {
+        let mut st = self.state.lock();
+        st.ua_all(Asc::REPORTED_LUNS_DATA_HAS_CHANGED, None);
         self.sync_fast(&st);
     }
 
@@ -463,6 +472,7 @@ impl LogicalUnit {
         } else {
             Residual::of(0, req.data_in.len())
         };
+        tracing::trace!(lu = %self.config.name, cdb = ?req.cdb, outcome = ?f, "command failed");
         match f {
             Fail::Check(s) => Completion {
                 status: ScsiStatus::CheckCondition,

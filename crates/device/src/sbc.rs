@@ -358,9 +358,12 @@ impl LogicalUnit {
             let d = &list[8 + 16 * i..8 + 16 * i + 16];
             (be64(&d[0..8]), be32(&d[8..12]))
         };
+        // MAXIMUM UNMAP LBA COUNT bounds the whole parameter list (SBC-4 5.32.1).
+        let mut total = 0u64;
         for i in 0..count {
             let (lba, blocks) = descriptor(i);
-            if blocks > u64::from(self.config.max_unmap_blocks) {
+            total += blocks;
+            if total > u64::from(self.config.max_unmap_blocks) {
                 return Err(Sense::invalid_field_in_parameter_list(
                     (8 + 16 * i + 8) as u16,
                     Some(7),

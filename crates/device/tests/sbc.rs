@@ -264,7 +264,8 @@ fn unmap_deallocates_every_descriptor_or_none() {
     let list = unmap_list(&[(30, 1), (BLOCKS_512, 1)]);
     lba_oob(&t.lu, &cdb10(0x42, 0, 0, list.len() as u16), &list);
     assert_eq!(read_blocks(&t.lu, 30, 1), vec![b'a'; 512]);
-    let list = unmap_list(&[(30, 8193)]);
+    // MAXIMUM UNMAP LBA COUNT (8192) bounds the sum over all descriptors.
+    let list = unmap_list(&[(30, 8000), (9000, 193)]);
     expect_check(
         &t.lu,
         I1,
@@ -272,8 +273,9 @@ fn unmap_deallocates_every_descriptor_or_none() {
         &list,
         SenseKey::IllegalRequest,
         Asc::INVALID_FIELD_IN_PARAMETER_LIST,
-        Some((false, 16, Some(7))),
+        Some((false, 32, Some(7))),
     );
+    assert_eq!(read_blocks(&t.lu, 30, 1), vec![b'a'; 512]);
     let many: Vec<(u64, u32)> = (0..257).map(|i| (i, 1)).collect();
     let list = unmap_list(&many);
     expect_check(

@@ -192,6 +192,14 @@ fn unit_attention_is_not_reported_to_inquiry_or_report_luns() {
     let (c, _) = run(&t.lu, I2, &[0, 0, 0, 0, 0, 0], &[], 0);
     check(&c, SenseKey::UnitAttention, Asc::POWER_ON_OCCURRED, None);
     good(&t.lu, I2, &[0, 0, 0, 0, 0, 0], &[], 0);
+    t.lu.notify_reported_luns_changed();
+    let (c, _) = run(&t.lu, I2, &[0, 0, 0, 0, 0, 0], &[], 0);
+    check(
+        &c,
+        SenseKey::UnitAttention,
+        Asc::REPORTED_LUNS_DATA_HAS_CHANGED,
+        None,
+    );
     t.lu.notify_capacity_changed();
     let (c, _) = run(&t.lu, I2, &[0, 0, 0, 0, 0, 0], &[], 0);
     check(
