@@ -812,11 +812,20 @@ impl<M: Miniport> Runner<M> {
 
     fn deliver(&mut self, sh: &AdapterShared<M>) {
         for (sink, srb) in self.out.drain(..) {
-            if let Some(s) = self.sinks.get(sink as usize) {
-                s.complete(srb);
-                if !self.touched.contains(&sink) {
-                    self.touched.push(sink);
+            if sink as usize >= self.sinks.len() {
+                // Registered after this round collected new sinks (registration happens
+                // before the submitter's first submit, so it is there now).
+                self.sinks.append(&mut sh.new_sinks.lock());
+            }
+            match self.sinks.get(sink as usize) {
+                Some(s) => {
+                    s.complete(srb);
+                    if !self.touched.contains(&sink) {
+                        self.touched.push(sink);
+                    }
                 }
+                // Sink ids come only from `register_sink`; this cannot happen.
+                None => tracing::error!(sink, "completion for an unknown sink dropped"),
             }
         }
         for sink in self.touched.drain(..) {

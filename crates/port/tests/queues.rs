@@ -7,7 +7,8 @@ mod common;
 use common::{Harness, LU0, LU1, T1, counter};
 use port::testing::{Behaviour, FireOrder, ScriptConfig, scripted_srb};
 use port::{
-    Address, DataDirection, Srb, SrbFlags, SrbFunction, SrbStatus, queue_request, scsi_status,
+    Address, DataDirection, QueueAction, Srb, SrbFlags, SrbFunction, SrbStatus, queue_request,
+    scsi_status,
 };
 
 const ILLEGAL_REQUEST: Behaviour = Behaviour::CheckCondition {
