@@ -89,7 +89,9 @@ mod state;
 pub mod table;
 
 pub use backend::BlockBackend;
-pub use lu::{IoOp, IoPlan, LogicalUnit, LuConfig, LunDirectory, Prepared, ResetKind};
+pub use lu::{
+    IoOp, IoPlan, LogicalUnit, LuConfig, LuConfigError, LunDirectory, Prepared, ResetKind,
+};
 pub use pr::PrType;
 pub use request::{Completion, ItNexus, Residual, ScsiRequest, ScsiStatus};
 pub use sense::{Sense, SenseBuffer, SenseFormat};

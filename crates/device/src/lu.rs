@@ -84,6 +84,20 @@ impl Default for LuConfig {
     }
 }
 
+/// Why [`LogicalUnit::try_new`] refused a configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LuConfigError {
+    /// The backend's block size is not 512 or 4096.
+    #[error("block size {0} is not supported (use 512 or 4096)")]
+    BlockSize(u32),
+    /// The backend has no blocks.
+    #[error("the backend has no blocks")]
+    Empty,
+    /// A limit that must be at least 1 is zero.
+    #[error("max_transfer_blocks and max_compare_and_write_blocks must be at least 1")]
+    Limits,
+}
+
 /// Supplies the LUN inventory for REPORT LUNS. The logical unit cannot know its
 /// siblings; the front end (which maps LUNs for each initiator) implements this.
 pub trait LunDirectory: Send + Sync {
@@ -238,8 +252,35 @@ pub(crate) fn fnv1a64(parts: &[&[u8]]) -> u64 {
 }
 
 impl LogicalUnit {
-    /// A logical unit over `backend`.
+    /// A logical unit over `backend`, checking the backend and the limits first.
+    pub fn try_new(
+        config: LuConfig,
+        backend: Arc<dyn BlockBackend>,
+    ) -> Result<Self, LuConfigError> {
+        let bs = backend.block_size();
+        if bs != 512 && bs != 4096 {
+            return Err(LuConfigError::BlockSize(bs));
+        }
+        if backend.num_blocks() == 0 {
+            return Err(LuConfigError::Empty);
+        }
+        if config.max_transfer_blocks == 0 || config.max_compare_and_write_blocks == 0 {
+            return Err(LuConfigError::Limits);
+        }
+        Ok(Self::new(config, backend))
+    }
+
+    /// A logical unit over `backend`. The backends of this crate only construct with
+    /// valid sizes; for another backend use [`LogicalUnit::try_new`].
+    ///
+    /// # Panics
+    /// If the backend's block size is not 512 or 4096.
     pub fn new(config: LuConfig, backend: Arc<dyn BlockBackend>) -> Self {
+        assert!(
+            matches!(backend.block_size(), 512 | 4096),
+            "block size {} is not supported",
+            backend.block_size()
+        );
         let block_size = backend.block_size();
         let thin = backend.is_thin();
         let seed: [&[u8]; 4] = [

@@ -168,7 +168,7 @@ impl LogicalUnit {
         if !pmi && req.cdb[2..6] != [0, 0, 0, 0] {
             return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
-        let last = self.num_blocks() - 1;
+        let last = self.num_blocks().saturating_sub(1);
         let mut d = [0u8; 8];
         d[0..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
         d[4..8].copy_from_slice(&self.block_size.to_be_bytes());
@@ -183,7 +183,7 @@ impl LogicalUnit {
             return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
         let mut d = [0u8; 32];
-        d[0..8].copy_from_slice(&(self.num_blocks() - 1).to_be_bytes());
+        d[0..8].copy_from_slice(&self.num_blocks().saturating_sub(1).to_be_bytes());
         d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
         if self.thin {
             d[14] = 0xC0; // LBPME, LBPRZ

@@ -657,3 +657,34 @@ fn file_backed_lu_reads_writes_unmaps_and_flushes() {
         "LBA 4 still mapped"
     );
 }
+
+#[test]
+fn try_new_refuses_unusable_backends() {
+    struct Odd(u32, u64);
+    impl BlockBackend for Odd {
+        fn block_size(&self) -> u32 {
+            self.0
+        }
+        fn num_blocks(&self) -> u64 {
+            self.1
+        }
+        fn read_at(&self, _: u64, _: &mut [u8]) -> device::backend::BackendResult<()> {
+            Ok(())
+        }
+        fn write_at(&self, _: u64, _: &[u8], _: bool) -> device::backend::BackendResult<()> {
+            Ok(())
+        }
+        fn flush(&self) -> device::backend::BackendResult<()> {
+            Ok(())
+        }
+    }
+    use device::{LogicalUnit, LuConfigError};
+    let e = LogicalUnit::try_new(config(), std::sync::Arc::new(Odd(1000, 8))).unwrap_err();
+    assert_eq!(e, LuConfigError::BlockSize(1000));
+    let e = LogicalUnit::try_new(config(), std::sync::Arc::new(Odd(512, 0))).unwrap_err();
+    assert_eq!(e, LuConfigError::Empty);
+    let lu = LogicalUnit::try_new(config(), std::sync::Arc::new(Odd(4096, 8))).unwrap();
+    // A backend without its own lba_status reports everything mapped.
+    let d = good(&lu, I1, &cdb16(0x9e, 0x12, 0, 24), &[], 24);
+    assert_eq!(&d[8..21], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0]);
+}
