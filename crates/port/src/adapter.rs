@@ -1733,6 +1733,8 @@ impl<M: Miniport> Runner<M> {
             m.adapter_state(false);
         });
         sh.timer.shutdown();
+        // The adapter is stopped: interrupts raised from now on are held, never delivered.
+        self.adapter.stopped = true;
         self.deliver(sh);
         let mut c = sh.control.lock();
         c.shutdown_done = true;

@@ -134,6 +134,19 @@ pub enum FireOrder {
     Nothing,
 }
 
+/// What the scripted `find_adapter` answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FindAnswer {
+    /// SP_RETURN_FOUND (with the configured number of adapters).
+    Found,
+    /// SP_RETURN_NOT_FOUND.
+    NotFound,
+    /// SP_RETURN_ERROR.
+    Error,
+    /// SP_RETURN_BAD_CONFIG.
+    BadConfig,
+}
+
 /// How the scripted adapter is built.
 #[derive(Debug, Clone)]
 pub struct ScriptConfig {
@@ -179,8 +192,8 @@ pub struct ScriptConfig {
     pub number_of_requests: u32,
     /// How many adapters `find_adapter` reports (with `again`).
     pub adapters: u32,
-    /// What `find_adapter` answers (`None`: Found).
-    pub find_result: Option<&'static str>,
+    /// What `find_adapter` answers.
+    pub find_result: FindAnswer,
     /// What `initialize` returns.
     pub initialize_ok: bool,
     /// Behaviour for CDBs that are neither scripted nor answered by the miniport itself.
@@ -215,7 +228,7 @@ impl Default for ScriptConfig {
             late_after_reset: false,
             number_of_requests: 64,
             adapters: 1,
-            find_result: None,
+            find_result: FindAnswer::Found,
             initialize_ok: true,
             default_behaviour: Behaviour::Inline,
             record_starts: false,
@@ -785,10 +798,10 @@ impl Miniport for ScriptedMiniport {
     ) -> FindAdapterResult<Self> {
         Self::count(&script.counters.find_adapter);
         match script.config.find_result {
-            Some("NotFound") => return FindAdapterResult::NotFound,
-            Some("Error") => return FindAdapterResult::Error,
-            Some("BadConfig") => return FindAdapterResult::BadConfig,
-            _ => {}
+            FindAnswer::NotFound => return FindAdapterResult::NotFound,
+            FindAnswer::Error => return FindAdapterResult::Error,
+            FindAnswer::BadConfig => return FindAdapterResult::BadConfig,
+            FindAnswer::Found => {}
         }
         let c = &script.config;
         config.number_of_buses = c.buses;

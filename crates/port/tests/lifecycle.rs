@@ -9,7 +9,8 @@ use std::time::Duration;
 use common::{Harness, LU0, T1, counter};
 use parking_lot::Mutex;
 use port::testing::{
-    Behaviour, FireOrder, Script, ScriptConfig, ScriptedMiniport, scripted_srb, test_options,
+    Behaviour, FindAnswer, FireOrder, Script, ScriptConfig, ScriptedMiniport, scripted_srb,
+    test_options,
 };
 use port::{
     Adapter, CompletionSink, InitializeError, Srb, SrbStatus, Submitter, WaitError, initialize,
@@ -42,16 +43,16 @@ fn find_adapter_with_again_creates_several_adapters() {
 #[test]
 fn find_adapter_failures_are_reported() {
     for (answer, expected) in [
-        ("NotFound", InitializeError::NotFound),
+        (FindAnswer::NotFound, InitializeError::NotFound),
         (
-            "Error",
+            FindAnswer::Error,
             InitializeError::FindAdapter {
                 bus: 0,
                 result: "Error",
             },
         ),
         (
-            "BadConfig",
+            FindAnswer::BadConfig,
             InitializeError::FindAdapter {
                 bus: 0,
                 result: "BadConfig",
@@ -59,7 +60,7 @@ fn find_adapter_failures_are_reported() {
         ),
     ] {
         let script = Script::new(ScriptConfig {
-            find_result: Some(answer),
+            find_result: answer,
             ..ScriptConfig::default()
         });
         let err = initialize::<ScriptedMiniport>(script, test_options()).unwrap_err();
