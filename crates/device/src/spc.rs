@@ -147,17 +147,6 @@ fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), Sense> {
     Ok((out, alloc))
 }
 
-/// Pads or cuts `s` to `n` ASCII bytes (left-aligned, space-filled).
-fn ascii_field(s: &str, n: usize) -> Vec<u8> {
-    let mut v: Vec<u8> = s
-        .bytes()
-        .map(|b| if (0x20..0x7f).contains(&b) { b } else { b' ' })
-        .take(n)
-        .collect();
-    v.resize(n, b' ');
-    v
-}
-
 impl LogicalUnit {
     /// INQUIRY (SPC-4 6.6).
     pub(crate) fn inquiry(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
@@ -176,118 +165,100 @@ impl LogicalUnit {
     }
 
     fn standard_inquiry(&self) -> Vec<u8> {
-        let mut d = vec![0u8; 74];
-        d[0] = 0x00; // connected, direct access block device
-        d[1] = 0x00; // not removable
-        d[2] = 0x06; // SPC-4
-        d[3] = 0x12; // HISUP = 1, RESPONSE DATA FORMAT = 2
-        d[4] = (d.len() - 5) as u8;
-        d[5] = 0x00; // no ALUA, no 3PC, no PROTECT
-        d[6] = 0x00;
-        d[7] = 0x02; // CMDQUE
-        d[8..16].copy_from_slice(&ascii_field(&self.config.vendor, 8));
-        d[16..32].copy_from_slice(&ascii_field(&self.config.product, 16));
-        d[32..36].copy_from_slice(&ascii_field(&self.config.revision, 4));
-        // VERSION DESCRIPTORS: SAM-5, SPC-4, SBC-3, iSCSI (no version claimed).
-        let versions: [u16; 4] = [0x00A0, 0x0460, 0x04C0, 0x0960];
-        for (i, v) in versions.iter().enumerate() {
-            d[58 + 2 * i..60 + 2 * i].copy_from_slice(&v.to_be_bytes());
-        }
-        d
+        use scsi::inquiry::{StandardInquiry, device_type, version_descriptor as vd};
+        // Direct access block device, SPC-4, HISUP, response data format 2, CMDQUE; no
+        // ALUA, 3PC or protection. Version descriptors: SAM-5, SPC-4, SBC-3, iSCSI.
+        StandardInquiry::new(device_type::DIRECT_ACCESS)
+            .with_vendor(&self.config.vendor)
+            .with_product(&self.config.product)
+            .with_revision(&self.config.revision)
+            .with_version_descriptors(&[vd::SAM_5, vd::SPC_4, vd::SBC_3, vd::ISCSI])
+            .as_bytes()
+            .to_vec()
     }
 
     /// The VPD pages this LU reports, ascending.
     const VPD_PAGES: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
 
     fn vpd_page(&self, page: u8, nexus: ItNexus) -> Result<Vec<u8>, Sense> {
-        let mut d = vec![0x00, page, 0, 0];
-        match page {
-            0x00 => d.extend_from_slice(&Self::VPD_PAGES),
-            0x80 => d.extend(
-                self.config
-                    .serial
-                    .bytes()
-                    .filter(|b| (0x20..0x7f).contains(b))
-                    .take(252),
-            ),
-            0x83 => self.device_identification(nexus, &mut d),
-            0xB0 => self.block_limits(&mut d),
-            0xB1 => {
-                // Block device characteristics: non-rotating medium.
-                let mut p = [0u8; 0x3C];
-                p[0..2].copy_from_slice(&1u16.to_be_bytes());
-                d.extend_from_slice(&p);
-            }
+        use scsi::vpd::{self, BlockDeviceCharacteristics, LogicalBlockProvisioning};
+        Ok(match page {
+            0x00 => vpd::supported_pages(0, &Self::VPD_PAGES),
+            0x80 => vpd::unit_serial_number(0, &self.config.serial),
+            0x83 => self.device_identification(nexus),
+            0xB0 => self.block_limits(),
+            0xB1 => BlockDeviceCharacteristics::new(0, vpd::NON_ROTATING_MEDIUM)
+                .as_bytes()
+                .to_vec(),
             0xB2 => {
-                // Logical block provisioning.
+                let mut p = LogicalBlockProvisioning::new(0);
                 if self.thin {
-                    // LBPU, LBPWS, LBPWS10, LBPRZ = 001b; provisioning type 2 (thin).
-                    d.extend_from_slice(&[0x00, 0xE4, 0x02, 0x00]);
-                } else {
-                    d.extend_from_slice(&[0x00, 0x00, 0x00, 0x00]);
+                    p = p
+                        .with_lbpu(true)
+                        .with_lbpws(true)
+                        .with_lbpws10(true)
+                        .with_lbprz(1)
+                        .with_provisioning_type(vpd::provisioning_type::THIN);
                 }
+                p.as_bytes()[..8].to_vec()
             }
             _ => return Err(Sense::invalid_field_in_cdb(2, Some(7))),
-        }
-        let len = (d.len() - 4) as u16;
-        d[2..4].copy_from_slice(&len.to_be_bytes());
-        Ok(d)
+        })
     }
 
     /// VPD 83h designators: NAA, T10 vendor ID, SCSI name string (LU), relative target
     /// port, target port group (SPC-4 7.8.6).
-    fn device_identification(&self, nexus: ItNexus, d: &mut Vec<u8>) {
-        let desig = |d: &mut Vec<u8>, b0: u8, b1: u8, id: &[u8]| {
-            d.extend_from_slice(&[b0, b1, 0, id.len() as u8]);
-            d.extend_from_slice(id);
-        };
-        // NAA, binary, association LU.
-        desig(d, 0x01, 0x03, &self.naa);
-        // T10 vendor identification, ASCII: vendor + product + serial.
-        let mut t10 = ascii_field(&self.config.vendor, 8);
-        t10.extend_from_slice(&ascii_field(&self.config.product, 16));
-        t10.extend(
-            self.config
-                .serial
-                .bytes()
-                .filter(|b| (0x20..0x7f).contains(b))
-                .take(200),
-        );
-        desig(d, 0x02, 0x01, &t10);
-        // SCSI name string, UTF-8, association LU: "naa." + hex of the NAA designator.
-        let mut name = b"naa.".to_vec();
+    fn device_identification(&self, nexus: ItNexus) -> Vec<u8> {
+        use scsi::vpd::{self, Association, Designation};
+        let serial: String = self
+            .config
+            .serial
+            .chars()
+            .filter(|c| c.is_ascii_graphic() || *c == ' ')
+            .take(200)
+            .collect();
+        let t10 = vpd::t10_vendor_id(&self.config.vendor, &{
+            let mut id = String::with_capacity(16 + serial.len());
+            id.push_str(&format!("{:<16.16}", self.config.product));
+            id.push_str(&serial);
+            id
+        });
+        let mut name = String::from("naa.");
         for b in &self.naa {
-            name.extend_from_slice(format!("{b:02X}").as_bytes());
+            name.push_str(&format!("{b:02X}"));
         }
-        name.push(0);
-        while !name.len().is_multiple_of(4) {
-            name.push(0);
-        }
-        desig(d, 0x03, 0x08, &name);
-        // Relative target port and target port group: association target port, PIV.
-        let proto = (self.config.protocol_identifier & 0x0F) << 4;
-        let port = nexus.target_port.to_be_bytes();
-        desig(d, proto | 0x01, 0x94, &[0, 0, port[0], port[1]]);
-        let tpg = self.config.target_port_group.to_be_bytes();
-        desig(d, proto | 0x01, 0x95, &[0, 0, tpg[0], tpg[1]]);
+        let name = vpd::scsi_name_string(&name);
+        let proto = self.config.protocol_identifier & 0x0F;
+        let port = vpd::id16_designator(nexus.target_port);
+        let tpg = vpd::id16_designator(self.config.target_port_group);
+        let ds = [
+            Designation::naa(&self.naa),
+            Designation::t10_vendor_id(&t10),
+            Designation::scsi_name_string(Association::LogicalUnit, &name),
+            vpd::relative_target_port(&port).with_protocol(proto),
+            vpd::target_port_group(&tpg).with_protocol(proto),
+        ];
+        // Every designator is at most 255 bytes by construction.
+        vpd::device_identification(0, &ds).unwrap_or_default()
     }
 
     /// VPD B0h block limits (SBC-4 6.6.4).
-    fn block_limits(&self, d: &mut Vec<u8>) {
+    fn block_limits(&self) -> Vec<u8> {
         let c = &self.config;
-        let mut p = [0u8; 0x3C];
-        p[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is not supported
-        p[1] = c.max_compare_and_write_blocks;
-        p[2..4].copy_from_slice(&1u16.to_be_bytes()); // optimal transfer length granularity
-        p[4..8].copy_from_slice(&c.max_transfer_blocks.to_be_bytes());
-        p[12..16].copy_from_slice(&c.max_transfer_blocks.to_be_bytes()); // max prefetch
+        let mut p = scsi::vpd::BlockLimits::new(0).with_wsnz(true);
+        p.maximum_compare_and_write_length = c.max_compare_and_write_blocks;
+        p.optimal_transfer_length_granularity.set(1);
+        p.maximum_transfer_length.set(c.max_transfer_blocks);
+        p.maximum_prefetch_length.set(c.max_transfer_blocks);
         if self.thin {
-            p[16..20].copy_from_slice(&c.max_unmap_blocks.to_be_bytes());
-            p[20..24].copy_from_slice(&c.max_unmap_descriptors.to_be_bytes());
-            p[24..28].copy_from_slice(&1u32.to_be_bytes()); // optimal unmap granularity
+            p.maximum_unmap_lba_count.set(c.max_unmap_blocks);
+            p.maximum_unmap_block_descriptor_count
+                .set(c.max_unmap_descriptors);
+            p.optimal_unmap_granularity.set(1);
         }
-        p[32..40].copy_from_slice(&u64::from(c.max_write_same_blocks).to_be_bytes());
-        d.extend_from_slice(&p);
+        p.maximum_write_same_length
+            .set(u64::from(c.max_write_same_blocks));
+        p.as_bytes().to_vec()
     }
 
     /// REQUEST SENSE (SPC-4 6.39): reports and clears a pending unit attention, else the

@@ -32,22 +32,22 @@ fn inquiry_standard_data_is_exact() {
     let t = lu512();
     let (c, d) = run(&t.lu, I1, &inquiry(false, 0, 255), &[], 255);
     assert_eq!(c.status, ScsiStatus::Good);
-    let mut want = vec![0x00, 0x00, 0x06, 0x12, 69, 0x00, 0x00, 0x02];
+    let mut want = vec![0x00, 0x00, 0x06, 0x12, 91, 0x00, 0x00, 0x02];
     want.extend(ascii("SCSIPORT", 8));
     want.extend(ascii("GOLDEN DISK", 16));
     want.extend(ascii("0042", 4));
     want.extend([0u8; 22]);
     want.extend([0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0, 0x09, 0x60]);
-    want.extend([0u8; 8]);
+    want.resize(96, 0);
     assert_eq!(d, want);
-    assert_eq!(c.residual, Residual::Underflow(255 - 74));
+    assert_eq!(c.residual, Residual::Underflow(255 - 96));
     // Allocation length cuts the data; EDTL larger than allocation length underflows.
     let (c, d) = run(&t.lu, I1, &inquiry(false, 0, 36), &[], 255);
     assert_eq!((d.len(), c.residual), (36, Residual::Underflow(255 - 36)));
     assert_eq!(d[..], want[..36]);
     // EDTL smaller than what the command returns: overflow.
     let (c, d) = run(&t.lu, I1, &inquiry(false, 0, 255), &[], 8);
-    assert_eq!((d.len(), c.residual), (8, Residual::Overflow(74 - 8)));
+    assert_eq!((d.len(), c.residual), (8, Residual::Overflow(96 - 8)));
     // Allocation length 0: nothing, not an error.
     let (c, d) = run(&t.lu, I1, &inquiry(false, 0, 0), &[], 0);
     assert_eq!(
