@@ -17,6 +17,7 @@ use crate::lu::{Fail, HandlerResult, IoOp, LogicalUnit, Outcome};
 use crate::request::{ScsiRequest, ScsiStatus};
 use crate::sense::{Asc, Sense, SenseKey};
 use scsi::RwCommand;
+use scsi::unmap::{LbaStatusDescriptor, UnmapParameterList, lba_status_data, provisioning_status};
 
 use crate::table::{CommandEntry, CommandKind};
 
@@ -168,11 +169,8 @@ impl LogicalUnit {
         if !pmi && req.cdb[2..6] != [0, 0, 0, 0] {
             return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
-        let last = self.num_blocks().saturating_sub(1);
-        let mut d = [0u8; 8];
-        d[0..4].copy_from_slice(&u32::try_from(last).unwrap_or(u32::MAX).to_be_bytes());
-        d[4..8].copy_from_slice(&self.block_size.to_be_bytes());
-        Ok(Self::respond(req, &d, 8))
+        let d = scsi::capacity::ReadCapacity10Data::new(self.num_blocks(), self.block_size);
+        Ok(Self::respond(req, d.as_bytes(), 8))
     }
 
     /// READ CAPACITY(16) (SBC-4 5.21): LBPME and LBPRZ for thin backends.
@@ -182,13 +180,10 @@ impl LogicalUnit {
         if !pmi && req.cdb[2..10] != [0; 8] {
             return Err(Sense::invalid_field_in_cdb(2, Some(7)).into());
         }
-        let mut d = [0u8; 32];
-        d[0..8].copy_from_slice(&self.num_blocks().saturating_sub(1).to_be_bytes());
-        d[8..12].copy_from_slice(&self.block_size.to_be_bytes());
-        if self.thin {
-            d[14] = 0xC0; // LBPME, LBPRZ
-        }
-        Ok(Self::respond(req, &d, alloc))
+        let d = scsi::capacity::ReadCapacity16Data::new(self.num_blocks(), self.block_size)
+            .with_lbpme(self.thin)
+            .with_lbprz(self.thin);
+        Ok(Self::respond(req, d.as_bytes(), alloc))
     }
 
     /// Reads `blocks` blocks from `lba` into a fresh buffer (bounded by the caller).
@@ -349,14 +344,18 @@ impl LogicalUnit {
         if plen < 8 || list.len() < 8 {
             return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         }
-        let bd_len = (be16(&list[2..4]) as usize).min(list.len() - 8);
-        let count = bd_len / 16;
+        let parsed = UnmapParameterList::parse(list)
+            .map_err(|_| Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR))?;
+        let count = parsed.descriptors.len();
         if count > self.config.max_unmap_descriptors as usize {
             return Err(Sense::invalid_field_in_parameter_list(2, Some(7)).into());
         }
         let descriptor = |i: usize| {
-            let d = &list[8 + 16 * i..8 + 16 * i + 16];
-            (be64(&d[0..8]), be32(&d[8..12]))
+            let d = &parsed.descriptors[i];
+            (
+                d.logical_block_address.get(),
+                u64::from(d.number_of_logical_blocks.get()),
+            )
         };
         // MAXIMUM UNMAP LBA COUNT bounds the whole parameter list (SBC-4 5.32.1).
         let mut total = 0u64;
@@ -396,26 +395,21 @@ impl LogicalUnit {
             return Err(LBA_OUT_OF_RANGE.into());
         }
         let max_desc = (alloc.saturating_sub(8) / 16).clamp(1, 64);
-        let mut out = vec![0u8; 8];
+        let mut descs = Vec::with_capacity(max_desc as usize);
         let mut cur = lba;
-        let mut k = 0;
-        while cur < n && k < max_desc {
+        while cur < n && (descs.len() as u64) < max_desc {
             let (status, run) = self
                 .backend
                 .lba_status(cur, (n - cur).min(u64::from(u32::MAX)))?;
-            let run = run.clamp(1, n - cur);
-            out.extend_from_slice(&cur.to_be_bytes());
-            out.extend_from_slice(&(run as u32).to_be_bytes());
-            out.push(match status {
-                LbaStatus::Mapped => 0,
-                LbaStatus::Deallocated => 1,
-            });
-            out.extend_from_slice(&[0, 0, 0]);
+            let run = run.clamp(1, (n - cur).min(u64::from(u32::MAX)));
+            let status = match status {
+                LbaStatus::Mapped => provisioning_status::MAPPED,
+                LbaStatus::Deallocated => provisioning_status::DEALLOCATED,
+            };
+            descs.push(LbaStatusDescriptor::new(cur, run as u32, status));
             cur += run;
-            k += 1;
         }
-        let len = (out.len() - 4) as u32;
-        out[0..4].copy_from_slice(&len.to_be_bytes());
+        let out = lba_status_data(&descs);
         Ok(Self::respond(req, &out, alloc))
     }
 
