@@ -2,6 +2,9 @@
 //! SELECT, REPORT SUPPORTED OPERATION CODES, START STOP UNIT, PREVENT ALLOW MEDIUM
 //! REMOVAL.
 
+use scsi::lun::Lun;
+use scsi::rsoc::{self, CommandTimeoutsDescriptor, SupportedCommand, reporting_options, support};
+
 use crate::lu::{HandlerResult, LogicalUnit, Outcome};
 use crate::mode::{self, PageControl};
 use crate::request::{Completion, ItNexus, Residual, ScsiRequest, ScsiStatus};
@@ -11,23 +14,15 @@ use crate::table::{self, COMMANDS, CommandEntry, CommandKind};
 /// The REPORT LUNS well-known logical unit (SPC-4 8.2).
 pub const REPORT_LUNS_WLUN: u64 = 0xC101;
 
-/// Encodes a LUN as an 8-byte LUN field (SAM-5 4.7): peripheral addressing below 256,
-/// flat addressing below 16384, the well-known form for `0xC1xx`, and the value itself
-/// (as an 8-byte LUN structure) otherwise.
-pub fn encode_lun(lun: u64) -> [u8; 8] {
-    let mut b = [0u8; 8];
-    if lun < 256 {
-        b[1] = lun as u8;
-    } else if lun < 0x4000 {
-        b[0] = 0x40 | (lun >> 8) as u8;
-        b[1] = lun as u8;
-    } else if lun & !0xFFFF == 0 && lun >> 8 == 0xC1 {
-        b[0] = 0xC1;
-        b[1] = lun as u8;
-    } else {
-        b = lun.to_be_bytes();
+/// Encodes a LUN number as an 8-byte LUN (SAM-5 4.7): peripheral addressing below 256,
+/// flat addressing below 16384, the well-known form for `C1xxh`, and the number itself
+/// (taken as an 8-byte LUN structure) otherwise.
+pub fn encode_lun(lun: u64) -> Lun {
+    match u16::try_from(lun).ok().and_then(Lun::from_index) {
+        Some(l) => l,
+        None if lun >> 8 == 0xC1 => Lun([0xC1, lun as u8, 0, 0, 0, 0, 0, 0]),
+        None => Lun(lun.to_be_bytes()),
     }
-    b
 }
 
 /// Answers REPORT LUNS for a target from a LUN list; for the front end to use when the
@@ -137,13 +132,8 @@ fn report_luns_data(cdb: &[u8], luns: &[u64]) -> Result<(Vec<u8>, u64), Sense> {
     if wlun {
         list.push(REPORT_LUNS_WLUN);
     }
-    let mut out = Vec::with_capacity(8 + 8 * list.len());
-    let len = u32::try_from(list.len() * 8).unwrap_or(u32::MAX);
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(&[0; 4]);
-    for l in list {
-        out.extend_from_slice(&encode_lun(l));
-    }
+    let encoded: Vec<Lun> = list.into_iter().map(encode_lun).collect();
+    let out = scsi::lun::report_luns_data(&encoded);
     Ok((out, alloc))
 }
 
@@ -415,28 +405,17 @@ impl LogicalUnit {
         let req_sa = u16::from_be_bytes([cdb[4], cdb[5]]);
         let alloc = u64::from(u32::from_be_bytes([cdb[6], cdb[7], cdb[8], cdb[9]]));
         let visible = |e: &&CommandEntry| self.thin || !e.flags.has(table::Flags::THIN_ONLY);
-        let timeouts = |out: &mut Vec<u8>, e: &CommandEntry| {
-            out.extend_from_slice(&[0x00, 0x0A, 0x00, 0x00]);
-            out.extend_from_slice(&e.nominal_timeout.to_be_bytes());
-            out.extend_from_slice(&e.recommended_timeout.to_be_bytes());
+        let supported = |e: &CommandEntry| SupportedCommand {
+            opcode: e.opcode,
+            service_action: e.service_action,
+            cdb_usage: e.usage,
+            timeouts: CommandTimeoutsDescriptor::new(e.nominal_timeout, e.recommended_timeout),
         };
-        let mut out = Vec::new();
-        match options {
-            0 => {
-                out.extend_from_slice(&[0; 4]);
-                for e in COMMANDS.iter().filter(visible) {
-                    out.push(e.opcode);
-                    out.push(0);
-                    out.extend_from_slice(&e.service_action.unwrap_or(0).to_be_bytes());
-                    out.push(0);
-                    out.push((u8::from(rctd) << 1) | u8::from(e.service_action.is_some()));
-                    out.extend_from_slice(&(e.cdb_len() as u16).to_be_bytes());
-                    if rctd {
-                        timeouts(&mut out, e);
-                    }
-                }
-                let len = (out.len() - 4) as u32;
-                out[0..4].copy_from_slice(&len.to_be_bytes());
+        let out = match options {
+            reporting_options::ALL => {
+                let all: Vec<SupportedCommand<'_>> =
+                    COMMANDS.iter().filter(visible).map(supported).collect();
+                rsoc::all_commands_data(&all, rctd)
             }
             1..=3 => {
                 let has_sa = table::has_service_action(req_op);
@@ -451,20 +430,12 @@ impl LogicalUnit {
                     .filter(visible)
                     .find(|e| e.opcode == req_op && (!has_sa || e.service_action == Some(req_sa)));
                 match found {
-                    Some(e) => {
-                        out.push(0);
-                        out.push((u8::from(rctd) << 7) | 0x03); // CTDP, SUPPORT = 011b
-                        out.extend_from_slice(&(e.cdb_len() as u16).to_be_bytes());
-                        out.extend_from_slice(e.usage);
-                        if rctd {
-                            timeouts(&mut out, e);
-                        }
-                    }
-                    None => out.extend_from_slice(&[0, 0x01, 0, 0]), // not supported
+                    Some(e) => rsoc::one_command_data(support::STANDARD, Some(&supported(e)), rctd),
+                    None => rsoc::one_command_data(support::NOT_SUPPORTED, None, rctd),
                 }
             }
             _ => return Err(Sense::invalid_field_in_cdb(2, Some(2)).into()),
-        }
+        };
         Ok(Self::respond(req, &out, alloc))
     }
 
