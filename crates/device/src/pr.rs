@@ -10,65 +10,20 @@
 //! RESERVE / RELEASE follow the compatible-reservation-handling rules (CRH = 1,
 //! SPC-4 5.13.3): RESERVE conflicts whenever a persistent registration exists.
 
+use scsi::pr::{
+    FullStatusEntry, PrOutParameterList, ReportCapabilities, iscsi_transport_id,
+    read_full_status_data, read_keys_data, read_reservation_data,
+};
+use scsi::zerocopy::FromBytes;
+
 use crate::lu::{Fail, HandlerResult, LogicalUnit, Outcome};
 use crate::request::{ItNexus, ScsiRequest, ScsiStatus};
 use crate::sense::{Asc, Sense};
 use crate::state::LuState;
 use crate::table::Flags;
 
-/// Persistent reservation type (SPC-4 table 212).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum PrType {
-    /// Write Exclusive.
-    WriteExclusive = 1,
-    /// Exclusive Access.
-    ExclusiveAccess = 3,
-    /// Write Exclusive – Registrants Only.
-    WriteExclusiveRegistrantsOnly = 5,
-    /// Exclusive Access – Registrants Only.
-    ExclusiveAccessRegistrantsOnly = 6,
-    /// Write Exclusive – All Registrants.
-    WriteExclusiveAllRegistrants = 7,
-    /// Exclusive Access – All Registrants.
-    ExclusiveAccessAllRegistrants = 8,
-}
-
-impl PrType {
-    /// From the TYPE field.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        Some(match v {
-            1 => PrType::WriteExclusive,
-            3 => PrType::ExclusiveAccess,
-            5 => PrType::WriteExclusiveRegistrantsOnly,
-            6 => PrType::ExclusiveAccessRegistrantsOnly,
-            7 => PrType::WriteExclusiveAllRegistrants,
-            8 => PrType::ExclusiveAccessAllRegistrants,
-            _ => return None,
-        })
-    }
-
-    /// Every registrant is a holder.
-    pub fn all_registrants(self) -> bool {
-        matches!(
-            self,
-            PrType::WriteExclusiveAllRegistrants | PrType::ExclusiveAccessAllRegistrants
-        )
-    }
-
-    fn registrants_only_or_all(self) -> bool {
-        !matches!(self, PrType::WriteExclusive | PrType::ExclusiveAccess)
-    }
-
-    fn exclusive_access(self) -> bool {
-        matches!(
-            self,
-            PrType::ExclusiveAccess
-                | PrType::ExclusiveAccessRegistrantsOnly
-                | PrType::ExclusiveAccessAllRegistrants
-        )
-    }
-}
+/// Persistent reservation type (SPC-4 table 212): the `scsi` crate's type.
+pub use scsi::pr::ReservationType as PrType;
 
 /// The persistent reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +52,7 @@ impl PrState {
 
     fn is_holder(&self, nexus: ItNexus) -> bool {
         match self.reservation {
-            Some(r) if r.ty.all_registrants() => self.key_of(nexus).is_some(),
+            Some(r) if r.ty.is_all_registrants() => self.key_of(nexus).is_some(),
             Some(r) => r.holder == nexus,
             None => false,
         }
@@ -120,10 +75,10 @@ impl PrState {
             return false;
         }
         let registered = self.key_of(nexus).is_some();
-        if r.ty.registrants_only_or_all() && registered {
+        if r.ty.registrants_have_access() && registered {
             return false;
         }
-        is_write || r.ty.exclusive_access()
+        is_write || !r.ty.is_write_exclusive()
     }
 
     fn bump(&mut self) {
@@ -133,7 +88,7 @@ impl PrState {
     fn unregister(&mut self, nexus: ItNexus) {
         self.registrations.retain(|(n, _)| *n != nexus);
         if let Some(r) = self.reservation {
-            let release = if r.ty.all_registrants() {
+            let release = if r.ty.is_all_registrants() {
                 self.registrations.is_empty()
             } else {
                 r.holder == nexus
@@ -152,12 +107,6 @@ struct ProutParams {
     spec_i_pt: bool,
     all_tg_pt: bool,
     aptpl: bool,
-}
-
-fn be64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_be_bytes(a)
 }
 
 impl LogicalUnit {
@@ -207,89 +156,63 @@ impl LogicalUnit {
         let alloc = u64::from(u16::from_be_bytes([req.cdb[7], req.cdb[8]]));
         let st = self.state.lock();
         let pr = &st.pr;
-        let mut out = Vec::with_capacity(64);
-        out.extend_from_slice(&pr.generation.to_be_bytes());
-        match sa {
+        let out = match sa {
             0x00 => {
-                // READ KEYS
-                let len = (pr.registrations.len() * 8) as u32;
-                out.extend_from_slice(&len.to_be_bytes());
-                for (_, k) in &pr.registrations {
-                    out.extend_from_slice(&k.to_be_bytes());
-                }
+                let keys: Vec<u64> = pr.registrations.iter().map(|(_, k)| *k).collect();
+                read_keys_data(pr.generation, &keys)
             }
             0x01 => {
-                // READ RESERVATION
-                match pr.reservation {
-                    Some(r) => {
-                        out.extend_from_slice(&16u32.to_be_bytes());
-                        let key = if r.ty.all_registrants() {
-                            0
-                        } else {
-                            pr.key_of(r.holder).unwrap_or(0)
-                        };
-                        out.extend_from_slice(&key.to_be_bytes());
-                        out.extend_from_slice(&[0, 0, 0, 0, 0, r.ty as u8, 0, 0]);
-                    }
-                    None => out.extend_from_slice(&0u32.to_be_bytes()),
-                }
+                let r = pr.reservation.map(|r| {
+                    // All-registrants reservations report key 0 (SPC-4 6.15.3.3).
+                    let key = if r.ty.is_all_registrants() {
+                        0
+                    } else {
+                        pr.key_of(r.holder).unwrap_or(0)
+                    };
+                    (key, r.ty)
+                });
+                read_reservation_data(pr.generation, r)
             }
             0x02 => {
-                // REPORT CAPABILITIES
-                out.clear();
-                out.extend_from_slice(&[
-                    0x00, 0x08, // LENGTH
-                    0x10, // CRH = 1; SIP_C, ATP_C, PTPL_C = 0
-                    0x80, // TMV = 1; ALLOW COMMANDS = 0; PTPL_A = 0
-                    0xEA, // WR_EX_AR, EX_AC_RO, WR_EX_RO, EX_AC, WR_EX
-                    0x01, // EX_AC_AR
-                    0x00, 0x00,
-                ]);
+                // CRH = 1; no SIP_C, ATP_C, PTPL_C; every type in the type mask.
+                ReportCapabilities::new(&PrType::ALL)
+                    .with_crh(true)
+                    .as_bytes()
+                    .to_vec()
             }
             0x03 => {
-                // READ FULL STATUS
-                let mut body = Vec::new();
-                for (n, k) in &pr.registrations {
-                    let holder = pr.is_holder(*n);
-                    body.extend_from_slice(&k.to_be_bytes());
-                    body.extend_from_slice(&[0, 0, 0, 0]);
-                    body.push(u8::from(holder)); // R_HOLDER; ALL_TG_PT = 0
-                    body.push(match pr.reservation {
-                        Some(r) if holder => r.ty as u8,
-                        _ => 0,
-                    });
-                    body.extend_from_slice(&[0, 0, 0, 0]);
-                    body.extend_from_slice(&n.target_port.to_be_bytes());
-                    let tid = self.transport_id(&st, n.initiator);
-                    body.extend_from_slice(&(tid.len() as u32).to_be_bytes());
-                    body.extend_from_slice(&tid);
-                }
-                out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-                out.extend_from_slice(&body);
+                let tids: Vec<Vec<u8>> = pr
+                    .registrations
+                    .iter()
+                    .map(|(n, _)| self.transport_id(&st, n.initiator))
+                    .collect();
+                let entries: Vec<FullStatusEntry<'_>> = pr
+                    .registrations
+                    .iter()
+                    .zip(&tids)
+                    .map(|((n, k), tid)| FullStatusEntry {
+                        reservation_key: *k,
+                        all_tg_pt: false,
+                        holder_of: pr.reservation.filter(|_| pr.is_holder(*n)).map(|r| r.ty),
+                        relative_target_port_identifier: n.target_port,
+                        transport_id: tid,
+                    })
+                    .collect();
+                read_full_status_data(pr.generation, &entries)
             }
             _ => return Err(Sense::invalid_field_in_cdb(1, Some(4)).into()),
-        }
+        };
         drop(st);
         Ok(Self::respond(req, &out, alloc))
     }
 
-    /// An iSCSI TransportID (format 00b) for `initiator` (SPC-4 7.6.4.6).
+    /// An iSCSI TransportID (format 00b) for `initiator` (SPC-4 7.6.4.6): the name the
+    /// front end registered, or a stable placeholder derived from the identity.
     fn transport_id(&self, st: &LuState, initiator: u64) -> Vec<u8> {
-        let name = st
-            .initiator_names
-            .get(&initiator)
-            .cloned()
-            .unwrap_or_else(|| format!("initiator-{initiator:016x}"));
-        // An iSCSI name is at most 223 bytes (RFC 7143 4.2.7.1).
-        let mut n: Vec<u8> = name.into_bytes().into_iter().take(223).collect();
-        n.push(0);
-        while !n.len().is_multiple_of(4) || n.len() < 20 {
-            n.push(0);
+        match st.initiator_names.get(&initiator) {
+            Some(name) => iscsi_transport_id(name, None),
+            None => iscsi_transport_id(&format!("initiator-{initiator:016x}"), None),
         }
-        let mut t = vec![self.config.protocol_identifier & 0x0F, 0];
-        t.extend_from_slice(&(n.len() as u16).to_be_bytes());
-        t.extend_from_slice(&n);
-        t
     }
 
     /// PERSISTENT RESERVE OUT.
@@ -305,12 +228,15 @@ impl LogicalUnit {
         let Some(list) = req.data_out.get(..24) else {
             return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
         };
+        let Ok((l, _)) = PrOutParameterList::read_from_prefix(list) else {
+            return Err(Sense::illegal_request(Asc::PARAMETER_LIST_LENGTH_ERROR).into());
+        };
         let p = ProutParams {
-            key: be64(&list[0..8]),
-            sa_key: be64(&list[8..16]),
-            spec_i_pt: list[20] & 0x08 != 0,
-            all_tg_pt: list[20] & 0x04 != 0,
-            aptpl: list[20] & 0x01 != 0,
+            key: l.reservation_key.get(),
+            sa_key: l.service_action_reservation_key.get(),
+            spec_i_pt: l.spec_i_pt(),
+            all_tg_pt: l.all_tg_pt(),
+            aptpl: l.aptpl(),
         };
         if p.spec_i_pt {
             return Err(Sense::invalid_field_in_parameter_list(20, Some(3)).into());
@@ -400,7 +326,7 @@ impl LogicalUnit {
     /// RESERVATIONS RELEASED for the other registrants when a registrants-only or
     /// all-registrants reservation goes away (SPC-4 5.13.11.2).
     fn released_ua(st: &mut LuState, by: ItNexus, ty: PrType) {
-        if !ty.registrants_only_or_all() {
+        if !ty.registrants_have_access() {
             return;
         }
         let others: Vec<ItNexus> = st
@@ -502,7 +428,7 @@ impl LogicalUnit {
                 }
                 gone
             }
-            Some(r) if r.ty.all_registrants() => {
+            Some(r) if r.ty.is_all_registrants() => {
                 if p.sa_key == 0 {
                     let gone: Vec<ItNexus> = st
                         .pr
