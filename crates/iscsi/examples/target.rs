@@ -6,6 +6,7 @@
 //! iscsi-inq iscsi://127.0.0.1:3260/iqn.2026-11.org.scsiport:test/0
 //! ```
 //! Optional CHAP: set `TARGET_CHAP=user:secret` (and `TARGET_MUTUAL=user:secret`).
+//! Logging: `RUST_LOG=iscsi=debug`.
 
 use std::net::SocketAddr;
 
@@ -18,6 +19,12 @@ fn cred(v: &str) -> Option<ChapCredential> {
 }
 
 fn main() -> std::io::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let mut args = std::env::args().skip(1);
     let addr: SocketAddr = args
         .next()

@@ -759,7 +759,15 @@ impl Connection {
         if let Some(n) = &nexus {
             self.shared.service.nexus_established(n);
         }
-        tracing::info!(initiator, target = %target_name, tsih = reg.tsih, "login complete");
+        tracing::info!(
+            initiator,
+            target = %target_name,
+            tsih = reg.tsih,
+            header_digest = self.neg.header_digest,
+            data_digest = self.neg.data_digest,
+            mrdsl = self.neg.initiator_mrdsl,
+            "login complete"
+        );
         self.session = Some(SessionInfo {
             initiator,
             isid: login.isid,
@@ -943,14 +951,16 @@ impl Connection {
 
     fn on_text(&mut self, p: Pdu) {
         let t = pdu::TextRequest::parse(&p.bhs);
+        if !self.accept_cmd_sn(t.immediate, t.cmd_sn) {
+            return;
+        }
         if t.cont && t.final_bit {
+            self.text.request.clear();
             return self.reject(RejectReason::InvalidPduField, &p.bhs);
         }
         if t.cont && p.data.is_empty() {
+            self.text.request.clear();
             return self.reject(RejectReason::ProtocolError, &p.bhs);
-        }
-        if !self.accept_cmd_sn(t.immediate, t.cmd_sn) {
-            return;
         }
         // Continuation of our long response.
         if let Some((itt, ttt, _, _)) = &self.text.response
@@ -1127,16 +1137,18 @@ impl Connection {
 
     fn on_scsi_command(&mut self, p: Pdu) {
         let c = pdu::ScsiCommand::parse(&p.bhs);
-        if !p.ahs.is_empty() {
-            // Extended CDBs and bidirectional commands are not supported.
-            return self.reject(RejectReason::CommandNotSupported, &p.bhs);
-        }
         let cap = self.shared.config.max_tasks_per_session as usize;
         if c.immediate && self.tasks.len() >= cap + IMMEDIATE_SLACK {
             return self.reject(RejectReason::ImmediateCommandReject, &p.bhs);
         }
+        // A command inside the window uses up its CmdSN even if it is then
+        // rejected, so the initiator's numbering stays in step.
         if !self.accept_cmd_sn(c.immediate, c.cmd_sn) {
             return;
+        }
+        if !p.ahs.is_empty() {
+            // Extended CDBs and bidirectional commands are not supported.
+            return self.reject(RejectReason::CommandNotSupported, &p.bhs);
         }
         if self.by_itt.contains_key(&c.itt) || c.itt == RESERVED_TAG {
             return self.reject(RejectReason::TaskInProgress, &p.bhs);

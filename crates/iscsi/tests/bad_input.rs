@@ -196,9 +196,12 @@ fn malformed_pdus_get_reject_or_close_while_a_good_session_runs() {
     b.set_u32(20, RESERVED_TAG);
     b.set_u32(24, ini.cmd_sn);
     ini.send_pdu(&b, &[]).unwrap();
+    ini.cmd_sn += 1;
     assert_eq!(reject_or_close(&mut ini), Outcome::Reject(0x04));
     b.0[1] = 0xc0;
+    b.set_u32(24, ini.cmd_sn);
     ini.send_pdu(&b, b"A=1\0").unwrap();
+    ini.cmd_sn += 1;
     assert_eq!(reject_or_close(&mut ini), Outcome::Reject(0x09));
     assert_eq!(ini.nop(b"alive").unwrap(), b"alive");
 
@@ -225,6 +228,27 @@ fn malformed_pdus_get_reject_or_close_while_a_good_session_runs() {
     ini.data_out(0, 0xdead, RESERVED_TAG, 0, 0, &[0u8; 512], true)
         .unwrap();
     assert_eq!(reject_or_close(&mut ini), Outcome::Reject(0x09));
+    assert_eq!(ini.read10(0, 0, 1).unwrap().status, 0);
+
+    // 5b. Expected Data Transfer Length beyond any buffer the target will
+    //     allocate: CHECK CONDITION, nothing allocated; an AHS (extended CDB)
+    //     is not supported: Reject.
+    let r = ini
+        .scsi(
+            0,
+            &[0x28, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0],
+            u32::MAX,
+            None,
+        )
+        .unwrap();
+    assert_eq!((r.status, r.sense[2] & 0xf, r.sense[12]), (2, 5, 0x24));
+    let mut b = ini.command_bhs(0, &[0u8; 6], false, false, 0);
+    b.0[4] = 1;
+    let mut raw = Vec::from(b.0);
+    raw.extend_from_slice(&[0, 1, 1, 0]);
+    ini.send_raw(&raw).unwrap();
+    ini.cmd_sn += 1;
+    assert_eq!(reject_or_close(&mut ini), Outcome::Reject(0x05));
     assert_eq!(ini.read10(0, 0, 1).unwrap().status, 0);
 
     // 6. Data segment longer than negotiated MaxRecvDataSegmentLength: Reject, close.
