@@ -461,15 +461,23 @@ impl LogicalUnit {
         }
     }
 
-    /// Carries out an [`IoPlan`] synchronously on the backend.
+    /// Carries out an [`IoPlan`] synchronously on the backend, with the buffers of the
+    /// request the plan was prepared from (a shorter buffer is an OutOfRange error).
     pub fn do_io(&self, plan: &IoPlan, req: &mut ScsiRequest<'_>) -> BackendResult<()> {
+        let short = |op| BackendError::new(crate::backend::BackendErrorKind::OutOfRange, op);
         match plan.op {
             IoOp::Read => {
-                let buf = req.data_in.get_mut(..plan.len).unwrap_or_default();
+                let buf = req
+                    .data_in
+                    .get_mut(..plan.len)
+                    .ok_or(short(crate::backend::BackendOp::Read))?;
                 self.backend.read_at(plan.offset, buf)
             }
             IoOp::Write { fua } => {
-                let buf = req.data_out.get(..plan.len).unwrap_or_default();
+                let buf = req
+                    .data_out
+                    .get(..plan.len)
+                    .ok_or(short(crate::backend::BackendOp::Write))?;
                 self.backend.write_at(plan.offset, buf, fua)
             }
             IoOp::Flush => self.backend.flush(),
