@@ -1869,6 +1869,58 @@ mod tests {
         assert!(h.conn.close_reason().is_none());
     }
 
+    /// Random well-framed PDUs with random fields: never a panic, and the
+    /// connection either keeps going or asks to be closed.
+    #[test]
+    fn sans_io_random_pdus_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let opcodes = [0x00u8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x10, 0x1f, 0x3f];
+        let mut fed = 0;
+        let mut answered = 0;
+        for round in 0..300 {
+            let mut h = Harness::new();
+            if round % 4 != 0 {
+                h.login();
+            }
+            for _ in 0..60 {
+                if h.conn.close_reason().is_some() {
+                    break;
+                }
+                let mut b = Bhs::default();
+                for byte in b.0.iter_mut() {
+                    *byte = rnd() as u8;
+                }
+                b.0[0] = opcodes[(rnd() % opcodes.len() as u64) as usize] | (b.0[0] & 0x40);
+                b.0[4] = 0;
+                if rnd() % 2 == 0 {
+                    // Plausible sequence numbers and small lengths half of the time.
+                    b.set_u32(24, h.cmd_sn);
+                    b.set_u32(20, (rnd() % 4096) as u32);
+                    b.0[8] = 0;
+                    b.0[9] = 0;
+                }
+                let len = (rnd() % 600) as usize;
+                let data: Vec<u8> = (0..len).map(|_| rnd() as u8).collect();
+                fed += 1;
+                answered += h.feed(&b, &data).len();
+                if rnd() % 3 == 0 {
+                    h.cmd_sn = h.cmd_sn.wrapping_add(1);
+                }
+            }
+            h.conn.closed();
+        }
+        assert!(
+            fed > 2000 && answered > 1000,
+            "fed {fed}, answered {answered}"
+        );
+    }
+
     #[test]
     fn sans_io_max_cmd_sn_never_decreases() {
         let mut h = Harness::new();

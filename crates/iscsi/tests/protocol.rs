@@ -605,3 +605,53 @@ fn shutdown_asks_initiators_to_log_out_then_closes() {
     server.shutdown();
     assert!(start.elapsed() < Duration::from_secs(8));
 }
+
+#[test]
+fn many_sessions_in_parallel() {
+    let (config, disk) = simple_config(16 * 1024);
+    let server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk.clone()).unwrap();
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(17));
+    let threads: Vec<_> = (0..16u8)
+        .map(|n| {
+            let addr = server.addr;
+            let barrier = barrier.clone();
+            std::thread::spawn(move || {
+                let mut ini = Initiator::connect(addr, T).unwrap();
+                let mut o = LoginOptions::normal(&format!("{INI}-{n}"), TEST_IQN);
+                o.isid[5] = n;
+                o.header_digest = n % 2 == 0;
+                o.data_digest = n % 3 == 0;
+                ini.login(&o).unwrap();
+                barrier.wait();
+                for round in 0..20u8 {
+                    let data = pattern(64 * 512, n.wrapping_mul(17).wrapping_add(round));
+                    let lba = n as u32 * 1024 + (round as u32 % 8) * 64;
+                    assert_eq!(ini.write10(0, lba, &data).unwrap().status, 0);
+                    assert!(
+                        ini.read10(0, lba, 64).unwrap().data == data,
+                        "session {n} round {round}"
+                    );
+                }
+                barrier.wait();
+                // Logout reasons: 2 (recovery) is not supported at ERL 0; 1 closes this connection.
+                assert_eq!(ini.logout(2).unwrap(), 2);
+                assert_eq!(ini.logout(1).unwrap(), 0);
+                assert!(ini.expect_closed().unwrap());
+            })
+        })
+        .collect();
+    barrier.wait();
+    assert_eq!(server.shared.session_count(), 16);
+    let ids: std::collections::HashSet<u64> =
+        server.shared.nexuses().iter().map(|n| n.id).collect();
+    assert_eq!(ids.len(), 16, "one nexus per session");
+    barrier.wait();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let wait = std::time::Instant::now();
+    while server.shared.session_count() > 0 && wait.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.shared.session_count(), 0);
+}
