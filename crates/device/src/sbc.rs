@@ -193,6 +193,21 @@ impl LogicalUnit {
         Ok(buf)
     }
 
+    /// Compares the medium from byte `offset` with `data`, 1 MiB at a time; the offset
+    /// into `data` of the first difference, if any.
+    fn compare_medium(&self, offset: u64, data: &[u8]) -> Result<Option<u64>, Fail> {
+        let mut buf = vec![0u8; data.len().min(CHUNK as usize)];
+        for (k, want) in data.chunks(CHUNK as usize).enumerate() {
+            let at = k as u64 * CHUNK;
+            let got = &mut buf[..want.len()];
+            self.backend.read_at(offset + at, got)?;
+            if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+                return Ok(Some(at + i as u64));
+            }
+        }
+        Ok(None)
+    }
+
     /// VERIFY(10/12/16) (SBC-4 5.33): BYTCHK 00b reads the range to check it is
     /// readable; 01b compares the data-out buffer with the medium (MISCOMPARE with the
     /// byte offset in INFORMATION). 10b (reserved) and 11b are refused.
@@ -216,9 +231,9 @@ impl LogicalUnit {
         }
         let wanted = r.blocks * bs;
         let blocks = wanted.min(req.data_out.len() as u64) / bs;
-        let medium = self.read_blocks(r.lba, blocks)?;
-        if let Some(i) = medium.iter().zip(req.data_out).position(|(a, b)| a != b) {
-            return Err(miscompare(i as u64));
+        let data = &req.data_out[..(blocks * bs) as usize];
+        if let Some(i) = self.compare_medium(r.lba * bs, data)? {
+            return Err(miscompare(i));
         }
         Ok(Outcome::Done {
             status: ScsiStatus::Good,
@@ -240,11 +255,8 @@ impl LogicalUnit {
             let data = &req.data_out[..(blocks * bs) as usize];
             let _g = self.ranges.shared(r.lba, r.lba + blocks, false);
             self.backend.write_at(r.lba * bs, data, true)?;
-            if bytchk {
-                let back = self.read_blocks(r.lba, blocks)?;
-                if let Some(i) = back.iter().zip(data).position(|(a, b)| a != b) {
-                    return Err(miscompare(i as u64));
-                }
+            if bytchk && let Some(i) = self.compare_medium(r.lba * bs, data)? {
+                return Err(miscompare(i));
             }
         }
         Ok(Outcome::Done {
@@ -462,12 +474,18 @@ impl LogicalUnit {
             let Ok(_g) = self.ranges.exclusive(r.lba, r.lba + blocks) else {
                 return Err(Fail::Status(ScsiStatus::Busy));
             };
-            let mut medium = self.read_blocks(r.lba, blocks)?;
-            for (m, d) in medium.iter_mut().zip(req.data_out) {
-                *m |= *d;
+            // Under the exclusive range lock, 1 MiB at a time.
+            let data = &req.data_out[..(blocks * bs) as usize];
+            let mut medium = vec![0u8; data.len().min(CHUNK as usize)];
+            for (k, d) in data.chunks(CHUNK as usize).enumerate() {
+                let at = r.lba * bs + k as u64 * CHUNK;
+                let m = &mut medium[..d.len()];
+                self.backend.read_at(at, m)?;
+                for (m, d) in m.iter_mut().zip(d) {
+                    *m |= *d;
+                }
+                self.backend.write_at(at, m, fua || !self.wce())?;
             }
-            self.backend
-                .write_at(r.lba * bs, &medium, fua || !self.wce())?;
         }
         Ok(Outcome::Done {
             status: ScsiStatus::Good,

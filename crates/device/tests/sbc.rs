@@ -688,3 +688,29 @@ fn try_new_refuses_unusable_backends() {
     let d = good(&lu, I1, &cdb16(0x9e, 0x12, 0, 24), &[], 24);
     assert_eq!(&d[8..21], &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 8, 0]);
 }
+
+#[test]
+fn verify_and_orwrite_work_across_chunks() {
+    let t = lu4k();
+    let blocks = 1000usize;
+    let data = pattern(0, blocks, 4096);
+    write_blocks(&t.lu, 0, &data);
+    good(&t.lu, I1, &cdb16(0x8f, 0x02, 0, blocks as u32), &data, 0);
+    let mut bad = data.clone();
+    let at = 3 * (1 << 20) + 5;
+    bad[at] ^= 1;
+    let c = expect_check(
+        &t.lu,
+        I1,
+        &cdb16(0x8f, 0x02, 0, blocks as u32),
+        &bad,
+        SenseKey::Miscompare,
+        Asc::MISCOMPARE_DURING_VERIFY_OPERATION,
+        None,
+    );
+    assert_eq!(sense_of(&c).information, Some(at as u64));
+    let ones = vec![0x80u8; blocks * 4096];
+    good(&t.lu, I1, &cdb16(0x8b, 0, 0, blocks as u32), &ones, 0);
+    let back = read_blocks(&t.lu, 0, blocks as u32);
+    assert!(back.iter().zip(&data).all(|(b, d)| *b == d | 0x80));
+}
