@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::context::{Core, Latch, PortContext, SrbRef};
+use crate::context::{Core, Latch, PortContext, QueueOp, SrbRef};
 use crate::handle::{CompletionSink, LogicalUnitInfo, PortEvent, PortEventSink, PortOptions};
 use crate::interrupt::{InterruptLine, InterruptTarget};
 use crate::miniport::{
@@ -45,6 +45,8 @@ pub(crate) fn in_deferred_stage() -> bool {
 pub(crate) struct Incoming {
     pub(crate) sink: u32,
     pub(crate) srb: Srb,
+    /// False when Storport's `build_io` completed the request itself.
+    pub(crate) built: bool,
 }
 
 /// Who gets the request back.
@@ -123,6 +125,12 @@ struct LuState {
     in_ring: bool,
     lu_reset_pending: bool,
     counters: Arc<Counters>,
+    /// Storport: most requests outstanding (device queue depth).
+    depth: u32,
+    /// Storport DeviceBusy: completions still to wait for.
+    device_busy: u32,
+    /// Storport PauseDevice: ticks left (u32::MAX: until resumed).
+    paused: u32,
 }
 
 #[derive(Debug)]
@@ -141,6 +149,10 @@ struct AdapterFlags {
     stopping: bool,
     stopped: bool,
     shut_down: bool,
+    /// StorPortBusy: completions still to wait for.
+    busy_count: u32,
+    /// StorPortPause: ticks left (u32::MAX: until resumed).
+    paused: u32,
 }
 
 /// State only the DPC-token holder touches.
@@ -167,6 +179,8 @@ pub(crate) struct Runner<M: Miniport> {
     bus_resets_this_tick: Vec<u8>,
     supported: SupportedControlTypeList,
     config: Arc<PortConfiguration>,
+    /// Storport model: push while depths allow, NextRequest ignored, BUSY retried forever.
+    storport: bool,
 }
 
 pub(crate) struct InterruptState<M: Miniport> {
@@ -251,7 +265,12 @@ pub(crate) struct AdapterShared<M: Miniport> {
     rescan_requested: AtomicBool,
     /// Notifications latched outside a port-made call (`synchronize`) wait to be collected.
     latch_dirty: AtomicBool,
+    /// Storport: the miniport's `build_io` bound to its shared part.
+    build_io: Option<BuildIo>,
 }
+
+/// A miniport's `build_io` bound to its shared part (Storport model).
+pub(crate) type BuildIo = Box<dyn Fn(&mut Srb) -> bool + Send + Sync>;
 
 impl<M: Miniport> InterruptTarget for AdapterShared<M> {
     fn raise_interrupt(&self) {
@@ -280,6 +299,7 @@ impl<M: Miniport> AdapterShared<M> {
         config: PortConfiguration,
         options: PortOptions,
         line: InterruptLine,
+        build_io: Option<BuildIo>,
     ) -> Arc<Self> {
         let slots = config.number_of_requests.clamp(1, 65_536) as usize;
         let config = Arc::new(config);
@@ -303,6 +323,8 @@ impl<M: Miniport> AdapterShared<M> {
                 stopping: false,
                 stopped: false,
                 shut_down: false,
+                busy_count: 0,
+                paused: 0,
             },
             sinks: vec![sync.clone() as Arc<dyn CompletionSink>],
             incoming_spare: Vec::with_capacity(64),
@@ -320,6 +342,7 @@ impl<M: Miniport> AdapterShared<M> {
             bus_resets_this_tick: Vec::new(),
             supported: SupportedControlTypeList::default(),
             config: config.clone(),
+            storport: build_io.is_some(),
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -352,6 +375,7 @@ impl<M: Miniport> AdapterShared<M> {
             line,
             rescan_requested: AtomicBool::new(false),
             latch_dirty: AtomicBool::new(false),
+            build_io,
         })
     }
 
@@ -399,9 +423,22 @@ impl<M: Miniport> AdapterShared<M> {
         id
     }
 
-    pub(crate) fn submit(&self, sink: u32, srb: Srb) {
-        self.incoming.lock().push(Incoming { sink, srb });
+    pub(crate) fn submit(&self, sink: u32, mut srb: Srb) {
+        let mut built = true;
+        if let Some(build_io) = &self.build_io
+            && srb.function == SrbFunction::ExecuteScsi
+        {
+            // HwStorBuildIo: on the submitting thread, without any adapter lock, possibly on
+            // several threads at once.
+            srb.srb_status = SrbStatus::PENDING;
+            built = build_io(&mut srb);
+        }
+        self.incoming.lock().push(Incoming { sink, srb, built });
         self.request_dpc();
+    }
+
+    pub(crate) fn is_storport(&self) -> bool {
+        self.build_io.is_some()
     }
 
     /// Makes sure the deferred stage runs: on this thread if no other thread is running it,
@@ -662,6 +699,7 @@ impl<M: Miniport> Runner<M> {
         }
         s.wmi_events.append(&mut l.wmi_events);
         s.map_transfer |= std::mem::take(&mut l.map_transfer);
+        s.queue_ops.append(&mut l.queue_ops);
     }
 
     /// The body of the seed's `ScsiPortDpcForIsr`, minus the calls into the miniport, which are
@@ -714,6 +752,11 @@ impl<M: Miniport> Runner<M> {
         if std::mem::take(&mut self.snap.map_transfer) {
             self.pending_dma_started = true;
         }
+        let mut ops = std::mem::take(&mut self.snap.queue_ops);
+        for op in ops.drain(..) {
+            self.queue_op(op);
+        }
+        self.snap.queue_ops = ops;
         let mut buf = std::mem::take(&mut self.completed_buf);
         for (slot, srb) in buf.drain(..) {
             self.on_complete(sh, slot, srb);
@@ -855,6 +898,9 @@ impl<M: Miniport> Runner<M> {
             in_ring: false,
             lu_reset_pending: false,
             counters,
+            depth: self.config.max_queue_depth_per_lu.max(1),
+            device_busy: 0,
+            paused: 0,
         });
         self.lu_index.insert(address, i);
         i
@@ -923,8 +969,20 @@ impl<M: Miniport> Runner<M> {
 
     /// A request handed over by a submitter (`ScsiPortDispatch`/`IoStartPacket` side).
     fn accept(&mut self, sh: &AdapterShared<M>, inc: Incoming) {
-        let Incoming { sink, mut srb } = inc;
+        let Incoming {
+            sink,
+            mut srb,
+            built,
+        } = inc;
         let origin = Origin::Sink(sink);
+        if !built {
+            // build_io answered the request (its status is set): deliver it as it is.
+            srb.requested_length = srb.requested_length.max(srb.data_transfer_length);
+            if srb.srb_status.status() == SrbStatus::PENDING {
+                srb.srb_status = SrbStatus::ERROR;
+            }
+            return self.finish(sh, None, origin, srb);
+        }
         srb.srb_status = SrbStatus::PENDING;
         srb.requested_length = srb.data_transfer_length;
         srb.queue_tag = SP_UNTAGGED;
@@ -1096,7 +1154,8 @@ impl<M: Miniport> Runner<M> {
     fn is_tagged(&self, srb: &Srb) -> bool {
         let c = &*self.config;
         !srb.flags.contains(SrbFlags::DISABLE_DISCONNECT)
-            && ((c.tagged_queuing && srb.flags.contains(SrbFlags::QUEUE_ACTION_ENABLE))
+            && (self.storport
+                || (c.tagged_queuing && srb.flags.contains(SrbFlags::QUEUE_ACTION_ENABLE))
                 || c.multiple_request_per_lu)
     }
 
@@ -1109,6 +1168,16 @@ impl<M: Miniport> Runner<M> {
         let head = l.queue.front()?;
         if l.frozen || l.locked || l.busy.is_some() || l.awaiting_sense.is_some() {
             return None;
+        }
+        if self.storport {
+            // Push model: the device queue depth, DeviceBusy and PauseDevice pace the LU.
+            let untagged = !self.is_tagged(&head.srb);
+            let ok = l.device_busy == 0
+                && l.paused == 0
+                && l.outstanding < l.depth
+                && !l.untagged_active
+                && (!untagged || l.outstanding == 0);
+            return ok.then_some(false);
         }
         if l.outstanding == 0 {
             return Some(false);
@@ -1128,7 +1197,15 @@ impl<M: Miniport> Runner<M> {
         loop {
             self.run_deferred(sh);
             let a = &self.adapter;
-            if !a.ready || a.hold_off > 0 || a.masked || a.stopping || a.stopped || a.shut_down {
+            if !a.ready
+                || a.hold_off > 0
+                || a.masked
+                || a.stopping
+                || a.stopped
+                || a.shut_down
+                || a.busy_count > 0
+                || a.paused > 0
+            {
                 return;
             }
             if self.free_slots.is_empty() {
@@ -1185,9 +1262,12 @@ impl<M: Miniport> Runner<M> {
         if !tagged {
             l.untagged_active = true;
         }
-        self.adapter.ready = false;
         if srb.flags.contains(SrbFlags::DISABLE_DISCONNECT) {
             self.adapter.disconnect_allowed = false;
+            self.adapter.ready = false;
+        } else if !self.storport {
+            // SCSI Port: nothing more until NextRequest / NextLuRequest.
+            self.adapter.ready = false;
         }
         self.adapter.adapter_timer = Some(timeout);
         let address = srb.address;
@@ -1230,6 +1310,13 @@ impl<M: Miniport> Runner<M> {
             l.outstanding = l.outstanding.saturating_sub(1);
             if !meta.tagged {
                 l.untagged_active = false;
+            }
+            l.device_busy = l.device_busy.saturating_sub(1);
+        }
+        if self.adapter.busy_count > 0 {
+            self.adapter.busy_count -= 1;
+            if self.adapter.busy_count == 0 {
+                self.kick_all();
             }
         }
         if meta.flags.contains(SrbFlags::DISABLE_DISCONNECT) {
@@ -1293,6 +1380,53 @@ impl<M: Miniport> Runner<M> {
         }
     }
 
+    /// The Storport queue-management calls (`StorPortBusy`, `StorPortPause`, ...).
+    fn queue_op(&mut self, op: QueueOp) {
+        let outstanding: u32 = self.slots.iter().filter(|m| m.active).count() as u32;
+        let lu_of = |r: &Self, a: Address| r.lu_index.get(&a).copied();
+        match op {
+            QueueOp::Busy(n) => self.adapter.busy_count = n.min(outstanding),
+            QueueOp::Ready => {
+                self.adapter.busy_count = 0;
+                self.kick_all();
+            }
+            QueueOp::Pause(t) => self.adapter.paused = t,
+            QueueOp::Resume => {
+                self.adapter.paused = 0;
+                self.kick_all();
+            }
+            QueueOp::DeviceBusy(a, n) => {
+                if let Some(lu) = lu_of(self, a) {
+                    let l = &mut self.lus[lu as usize];
+                    l.device_busy = n.min(l.outstanding);
+                }
+            }
+            QueueOp::DeviceReady(a) => {
+                if let Some(lu) = lu_of(self, a) {
+                    self.lus[lu as usize].device_busy = 0;
+                    self.kick(lu);
+                }
+            }
+            QueueOp::PauseDevice(a, t) => {
+                if let Some(lu) = lu_of(self, a) {
+                    self.lus[lu as usize].paused = t;
+                }
+            }
+            QueueOp::ResumeDevice(a) => {
+                if let Some(lu) = lu_of(self, a) {
+                    self.lus[lu as usize].paused = 0;
+                    self.kick(lu);
+                }
+            }
+            QueueOp::SetDeviceQueueDepth(a, d) => {
+                if let Some(lu) = lu_of(self, a) {
+                    self.lus[lu as usize].depth = d.max(1);
+                    self.kick(lu);
+                }
+            }
+        }
+    }
+
     fn lu_reset_reported(&mut self, sh: &AdapterShared<M>, lu: u32) {
         self.lus[lu as usize].counters.reset();
         sh.shared.counters.reset();
@@ -1320,7 +1454,7 @@ impl<M: Miniport> Runner<M> {
             l.queue.push_front(q);
             return;
         }
-        if attempts <= sh.options.busy_retry_limit {
+        if self.storport || attempts <= sh.options.busy_retry_limit {
             l.busy = Some(q);
             return;
         }
@@ -1406,7 +1540,20 @@ impl<M: Miniport> Runner<M> {
                 self.kick_all();
             }
         }
+        if self.adapter.paused > 0 && self.adapter.paused != u32::MAX {
+            self.adapter.paused -= 1;
+            if self.adapter.paused == 0 {
+                self.kick_all();
+            }
+        }
         for lu in 0..self.lus.len() {
+            let l = &mut self.lus[lu];
+            if l.paused > 0 && l.paused != u32::MAX {
+                l.paused -= 1;
+                if l.paused == 0 {
+                    self.kick(lu as u32);
+                }
+            }
             let l = &mut self.lus[lu];
             if !l.frozen
                 && let Some(q) = l.busy.take()

@@ -96,6 +96,21 @@ pub(crate) struct Latch<M: Miniport> {
     pub(crate) disable_interrupts: Option<HwRoutine<M>>,
     pub(crate) wmi_events: Vec<WmiEvent>,
     pub(crate) map_transfer: bool,
+    pub(crate) queue_ops: Vec<QueueOp>,
+}
+
+/// Storport queue-management calls, latched like notifications.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum QueueOp {
+    Busy(u32),
+    Ready,
+    Pause(u32),
+    Resume,
+    DeviceBusy(Address, u32),
+    DeviceReady(Address),
+    PauseDevice(Address, u32),
+    ResumeDevice(Address),
+    SetDeviceQueueDepth(Address, u32),
 }
 
 impl<M: Miniport> Latch<M> {
@@ -111,6 +126,7 @@ impl<M: Miniport> Latch<M> {
             disable_interrupts: None,
             wmi_events: Vec::with_capacity(WMI_EVENT_LATCH_DEPTH),
             map_transfer: false,
+            queue_ops: Vec::with_capacity(16),
         }
     }
 }
@@ -373,6 +389,77 @@ impl<'a, M: Miniport> PortContext<'a, M> {
             unique_id,
             queue_tag: srb.and_then(|id| self.srb(id)).map(|s| s.queue_tag),
         });
+    }
+
+    /// `StorPortBusy`: hold new requests until `requests_to_complete` outstanding requests have
+    /// completed (all of them if fewer are outstanding). Honoured in both models.
+    pub fn busy(&mut self, requests_to_complete: u32) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::Busy(requests_to_complete));
+    }
+
+    /// `StorPortReady`: cancels [`busy`](Self::busy).
+    pub fn ready(&mut self) {
+        self.core.latch.queue_ops.push(QueueOp::Ready);
+    }
+
+    /// `StorPortPause`: hold all requests to all LUs for `timeout_seconds` port ticks or until
+    /// [`resume`](Self::resume).
+    pub fn pause(&mut self, timeout_seconds: u32) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::Pause(timeout_seconds));
+    }
+
+    /// `StorPortResume`: ends [`pause`](Self::pause).
+    pub fn resume(&mut self) {
+        self.core.latch.queue_ops.push(QueueOp::Resume);
+    }
+
+    /// `StorPortDeviceBusy`: hold new requests for `address` until `requests_to_complete` of
+    /// its outstanding requests have completed.
+    pub fn device_busy(&mut self, address: Address, requests_to_complete: u32) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::DeviceBusy(address, requests_to_complete));
+    }
+
+    /// `StorPortDeviceReady`: cancels [`device_busy`](Self::device_busy).
+    pub fn device_ready(&mut self, address: Address) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::DeviceReady(address));
+    }
+
+    /// `StorPortPauseDevice`: hold requests for `address` for `timeout_seconds` ticks or until
+    /// [`resume_device`](Self::resume_device).
+    pub fn pause_device(&mut self, address: Address, timeout_seconds: u32) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::PauseDevice(address, timeout_seconds));
+    }
+
+    /// `StorPortResumeDevice`.
+    pub fn resume_device(&mut self, address: Address) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::ResumeDevice(address));
+    }
+
+    /// `StorPortSetDeviceQueueDepth`: most requests outstanding for `address` in the Storport
+    /// model (at least 1). Ignored by the SCSI Port model, which is paced by NextLuRequest.
+    pub fn set_device_queue_depth(&mut self, address: Address, depth: u32) {
+        self.core
+            .latch
+            .queue_ops
+            .push(QueueOp::SetDeviceQueueDepth(address, depth.max(1)));
     }
 
     /// The adapter's interrupt line (for the miniport's "hardware").

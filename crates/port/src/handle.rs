@@ -5,10 +5,12 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapter::{AdapterShared, WaitError};
+use crate::adapter::{AdapterShared, BuildIo, WaitError};
 use crate::context::{PortContext, WmiEvent};
 use crate::interrupt::InterruptLine;
-use crate::miniport::{FindAdapterContext, FindAdapterResult, Miniport, PortConfiguration};
+use crate::miniport::{
+    FindAdapterContext, FindAdapterResult, Miniport, PortConfiguration, StorportMiniport,
+};
 use crate::srb::{Address, DataDirection, Srb, SrbFlags, SrbFunction, SrbStatus};
 use crate::stats::{ErrorLogEntry, PortCounters, Statistics};
 
@@ -170,6 +172,7 @@ pub(crate) trait AdapterObject: Send + Sync {
     fn logical_units(&self) -> Vec<LogicalUnitInfo>;
     fn set_logical_units(&self, lus: Vec<LogicalUnitInfo>) -> bool;
     fn interrupt_line(&self) -> InterruptLine;
+    fn is_storport(&self) -> bool;
     fn emit(&self, event: PortEvent);
     fn as_any(&self) -> &dyn Any;
 }
@@ -228,6 +231,9 @@ impl<M: Miniport> AdapterObject for AdapterShared<M> {
     }
     fn interrupt_line(&self) -> InterruptLine {
         self.line.clone()
+    }
+    fn is_storport(&self) -> bool {
+        AdapterShared::is_storport(self)
     }
     fn emit(&self, event: PortEvent) {
         self.emit_events(&mut vec![event]);
@@ -338,6 +344,11 @@ impl Adapter {
         self.inner.logical_units()
     }
 
+    /// True when the adapter runs the Storport model ([`initialize_storport`]).
+    pub fn is_storport(&self) -> bool {
+        self.inner.is_storport()
+    }
+
     /// The adapter's interrupt line (tests; the miniport gets it at `find_adapter`).
     pub fn interrupt_line(&self) -> InterruptLine {
         self.inner.interrupt_line()
@@ -392,8 +403,37 @@ impl Submitter {
 /// (`adapter_state(save)`, `initialize`, `adapter_control(QuerySupportedControlTypes)`), starts
 /// the port tick and scans the buses. Runs on the calling thread; returns the adapters found.
 pub fn initialize<M: Miniport>(
+    hw_context: M::HwContext,
+    options: PortOptions,
+) -> Result<Vec<Adapter>, InitializeError> {
+    initialize_model::<M>(hw_context, options, |_, _| None)
+}
+
+/// `StorPortInitialize`: like [`initialize`], but the adapters run the Storport model:
+/// `build_io` is called on the submitting thread without locks (possibly concurrently), requests
+/// are pushed to `start_io` while the adapter (NumberOfRequests) and device queue depths allow —
+/// NextRequest / NextLuRequest are not needed —, the miniport paces the port with `busy`,
+/// `pause`, `device_busy`, `pause_device` and `set_device_queue_depth`, and BUSY is retried
+/// without limit. The port forces TaggedQueuing, AutoRequestSense and MultipleRequestPerLu on,
+/// as Storport does. `start_io` runs under the interrupt lock (half-duplex).
+pub fn initialize_storport<M: StorportMiniport>(
+    hw_context: M::HwContext,
+    options: PortOptions,
+) -> Result<Vec<Adapter>, InitializeError> {
+    initialize_model::<M>(hw_context, options, |m, config| {
+        config.tagged_queuing = true;
+        config.auto_request_sense = true;
+        config.multiple_request_per_lu = true;
+        let shared = m.shared();
+        let build: BuildIo = Box::new(move |srb: &mut Srb| M::build_io(&shared, srb));
+        Some(build)
+    })
+}
+
+fn initialize_model<M: Miniport>(
     mut hw_context: M::HwContext,
     options: PortOptions,
+    storport: impl Fn(&M, &mut PortConfiguration) -> Option<BuildIo>,
 ) -> Result<Vec<Adapter>, InitializeError> {
     let hw = M::driver_entry();
     if hw.multiple_request_per_lu && !hw.auto_request_sense {
@@ -438,10 +478,11 @@ pub fn initialize<M: Miniport>(
                     break;
                 }
             };
+            let build_io = storport(&miniport, &mut config);
             if let Err(e) = validate(&config) {
                 failure = Some(e);
             } else {
-                let shared = AdapterShared::new(miniport, config, options.clone(), line);
+                let shared = AdapterShared::new(miniport, config, options.clone(), line, build_io);
                 if shared.start() {
                     let adapter = Adapter::from_shared(shared);
                     if options.scan {

@@ -373,3 +373,31 @@ pub trait Miniport: Sized + Send + 'static {
         None
     }
 }
+
+/// The Storport additions to the routine table. A miniport that implements this trait can run
+/// under both models ([`initialize`](crate::initialize) and
+/// [`initialize_storport`](crate::initialize_storport)); one that does not keeps working under
+/// the SCSI Port model unchanged.
+///
+/// Storport calls `HwStorBuildIo` without any lock, possibly on several threads at once, while
+/// another thread may be inside a locked routine. So `build_io` cannot see the locked device
+/// extension: it gets the request and the miniport's [`Shared`](StorportMiniport::Shared) part —
+/// state safe to share (`Sync`: atomics, immutable configuration, its own locks) that the port
+/// keeps beside the locked miniport. In this implementation `build_io` runs on the submitting
+/// thread before the request enters the port's queues, so the per-slot SRB extension (bound to
+/// the slot assigned when the request starts) is not available to it yet.
+pub trait StorportMiniport: Miniport {
+    /// The part of the device extension `build_io` may use without the lock.
+    type Shared: Send + Sync + 'static;
+
+    /// The shared part; called once, after `find_adapter`.
+    fn shared(&self) -> std::sync::Arc<Self::Shared>;
+
+    /// `HwStorBuildIo`: prepare `srb` (translate, validate, precompute) without locks. Return
+    /// false to finish the request here: set its SrbStatus and the port completes it without
+    /// calling `start_io`. Only EXECUTE_SCSI requests are built.
+    fn build_io(shared: &Self::Shared, srb: &mut crate::Srb) -> bool {
+        let _ = (shared, srb);
+        true
+    }
+}

@@ -70,6 +70,9 @@ pub enum Behaviour {
     /// Complete inline with SrbStatus ERROR and this SCSI status (BUSY, QUEUE FULL,
     /// RESERVATION CONFLICT...).
     ScsiStatus(u8),
+    /// Storport model: `build_io` refuses the request (INVALID_REQUEST) so it never reaches
+    /// `start_io`; under the SCSI Port model `start_io` refuses it.
+    RejectInBuildIo,
 }
 
 impl Behaviour {
@@ -88,6 +91,7 @@ impl Behaviour {
             Behaviour::BusChange => (9, 0, 0, 0),
             Behaviour::WmiEvent => (10, 0, 0, 0),
             Behaviour::ScsiStatus(st) => (11, st, 0, 0),
+            Behaviour::RejectInBuildIo => (12, 0, 0, 0),
         };
         [SCRIPTED_OPCODE, code, a, b, c, 0]
     }
@@ -114,6 +118,7 @@ impl Behaviour {
             9 => Behaviour::BusChange,
             10 => Behaviour::WmiEvent,
             11 => Behaviour::ScsiStatus(cdb[2]),
+            12 => Behaviour::RejectInBuildIo,
             _ => return None,
         })
     }
@@ -201,6 +206,9 @@ pub struct ScriptConfig {
     /// Record every started request in [`Script::starts`] (allocates; off for the
     /// allocation-counting test).
     pub record_starts: bool,
+    /// Storport model: each `build_io` waits up to this long for another thread's `build_io`
+    /// to overlap with it (to show that build_io runs concurrently). 0: no wait.
+    pub build_io_rendezvous_us: u64,
     /// `MaximumTransferLength`.
     pub maximum_transfer_length: u32,
 }
@@ -232,6 +240,7 @@ impl Default for ScriptConfig {
             initialize_ok: true,
             default_behaviour: Behaviour::Inline,
             record_starts: false,
+            build_io_rendezvous_us: 0,
             maximum_transfer_length: 1 << 20,
         }
     }
@@ -272,6 +281,12 @@ pub struct ScriptCounters {
     pub flushes: AtomicU64,
     /// WMI requests.
     pub wmi_requests: AtomicU64,
+    /// `build_io` calls (Storport model).
+    pub build_io: AtomicU64,
+    /// `build_io` calls running right now.
+    pub build_io_running: AtomicU64,
+    /// Most `build_io` calls seen running at once.
+    pub build_io_max_concurrent: AtomicU64,
     /// Most requests held in the miniport at once (adapter-wide).
     pub max_outstanding: AtomicU64,
     /// Most requests of one LU held at once.
@@ -594,6 +609,7 @@ impl ScriptedMiniport {
                 port.request_complete(r);
             }
             Behaviour::Status(s) => Self::complete(port, r, SrbStatus(s)),
+            Behaviour::RejectInBuildIo => Self::complete(port, r, SrbStatus::INVALID_REQUEST),
             Behaviour::ScsiStatus(st) => {
                 if let Some(s) = port.srb_mut(&r) {
                     s.srb_status = SrbStatus::ERROR;
@@ -993,6 +1009,40 @@ impl Miniport for ScriptedMiniport {
 
     fn wmi(&mut self) -> Option<&mut dyn WmiProvider> {
         Some(&mut self.wmi)
+    }
+}
+
+/// The scripted miniport under the Storport model: its shared part is the [`Script`].
+impl crate::miniport::StorportMiniport for ScriptedMiniport {
+    type Shared = Script;
+
+    fn shared(&self) -> Arc<Script> {
+        self.script.clone()
+    }
+
+    fn build_io(script: &Script, srb: &mut Srb) -> bool {
+        let c = &script.counters;
+        c.build_io.fetch_add(1, Ordering::Relaxed);
+        let running = c.build_io_running.fetch_add(1, Ordering::AcqRel) + 1;
+        bump_max(&c.build_io_max_concurrent, running);
+        let wait = script.config.build_io_rendezvous_us;
+        if wait > 0 {
+            let end = std::time::Instant::now() + std::time::Duration::from_micros(wait);
+            while std::time::Instant::now() < end {
+                let now = c.build_io_running.load(Ordering::Acquire);
+                bump_max(&c.build_io_max_concurrent, now);
+                if now >= 2 {
+                    break;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        c.build_io_running.fetch_sub(1, Ordering::AcqRel);
+        if Behaviour::from_cdb(srb.cdb.as_slice()) == Some(Behaviour::RejectInBuildIo) {
+            srb.srb_status = SrbStatus::INVALID_REQUEST;
+            return false;
+        }
+        true
     }
 }
 

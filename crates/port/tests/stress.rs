@@ -82,6 +82,7 @@ struct Tracker {
     completed: AtomicU64,
     world: Arc<World>,
     busy_limit: u32,
+    storport: bool,
 }
 
 impl Tracker {
@@ -116,7 +117,9 @@ impl Tracker {
                 }
                 Behaviour::Busy(n) => {
                     s == SrbStatus::SUCCESS
-                        || (s == SrbStatus::BUSY && u32::from(n) > self.busy_limit)
+                        || (s == SrbStatus::BUSY
+                            && !self.storport
+                            && u32::from(n) > self.busy_limit)
                         || disturbed(s)
                 }
                 Behaviour::CheckCondition { key, asc, .. } => {
@@ -140,9 +143,12 @@ impl Tracker {
                     SrbStatus::SUCCESS | SrbStatus::ABORT_FAILED | SrbStatus::INVALID_REQUEST
                 ) || (shut && disturbed(s))
             }
-            Kind::ResetLu | Kind::ResetBus | Kind::Release => {
-                s == SrbStatus::SUCCESS || (shut && disturbed(s))
+            // An adapter may not support LU reset.
+            Kind::ResetLu => {
+                matches!(s, SrbStatus::SUCCESS | SrbStatus::INVALID_REQUEST)
+                    || (shut && disturbed(s))
             }
+            Kind::ResetBus | Kind::Release => s == SrbStatus::SUCCESS || (shut && disturbed(s)),
             Kind::Flush => {
                 matches!(s, SrbStatus::SUCCESS | SrbStatus::INVALID_REQUEST)
                     || (shut && disturbed(s))
@@ -344,6 +350,16 @@ struct Run {
 }
 
 fn stress(config: ScriptConfig, options: PortOptions, name: &str, shutdown_midway: bool) {
+    stress_model(config, options, name, shutdown_midway, false)
+}
+
+fn stress_model(
+    config: ScriptConfig,
+    options: PortOptions,
+    name: &str,
+    shutdown_midway: bool,
+    storport: bool,
+) {
     let seed = std::env::var("STRESS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -362,9 +378,13 @@ fn stress(config: ScriptConfig, options: PortOptions, name: &str, shutdown_midwa
         number_of_requests: 16,
         ..config
     });
-    let adapter = port::initialize::<ScriptedMiniport>(script.clone(), options)
-        .unwrap()
-        .remove(0);
+    let adapter = if storport {
+        port::initialize_storport::<ScriptedMiniport>(script.clone(), options)
+    } else {
+        port::initialize::<ScriptedMiniport>(script.clone(), options)
+    }
+    .unwrap()
+    .remove(0);
     let world = Arc::new(World {
         flushes_sent: Default::default(),
         shutdown: AtomicBool::new(false),
@@ -381,6 +401,7 @@ fn stress(config: ScriptConfig, options: PortOptions, name: &str, shutdown_midwa
                     completed: AtomicU64::new(0),
                     world: world.clone(),
                     busy_limit,
+                    storport,
                 })
             })
             .collect(),
@@ -529,4 +550,33 @@ fn stress_port_request_sense_and_deferred_interrupts_every_request_completes_exa
 #[test]
 fn stress_with_shutdown_midway_every_request_completes_exactly_once() {
     stress(ScriptConfig::default(), options(), "shutdown", true);
+}
+
+#[test]
+fn stress_storport_model_every_request_completes_exactly_once() {
+    stress_model(
+        ScriptConfig {
+            late_after_reset: true,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "storport",
+        false,
+        true,
+    );
+}
+
+#[test]
+fn stress_with_adapter_restarts_every_request_completes_exactly_once() {
+    stress(
+        ScriptConfig {
+            abort_supported: false,
+            lu_reset_supported: false,
+            reset_completes: false,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "restarts",
+        false,
+    );
 }

@@ -58,9 +58,22 @@ impl Harness {
     }
 
     pub fn with_options(config: ScriptConfig, options: PortOptions) -> Harness {
+        Harness::build(config, options, false)
+    }
+
+    /// The scripted miniport under the Storport model.
+    pub fn storport(config: ScriptConfig) -> Harness {
+        Harness::build(config, test_options(), true)
+    }
+
+    pub fn build(config: ScriptConfig, options: PortOptions, storport: bool) -> Harness {
         let script = Script::new(config);
-        let mut adapters =
-            port::initialize::<ScriptedMiniport>(script.clone(), options).expect("adapter found");
+        let mut adapters = if storport {
+            port::initialize_storport::<ScriptedMiniport>(script.clone(), options)
+        } else {
+            port::initialize::<ScriptedMiniport>(script.clone(), options)
+        }
+        .expect("adapter found");
         let adapter = adapters.remove(0);
         let sink = CollectingSink::new();
         let submitter = adapter.submitter(sink.clone());
@@ -104,6 +117,26 @@ impl Harness {
         std::thread::sleep(Duration::from_millis(30));
         let done = self.sink.take();
         assert!(done.is_empty(), "unexpected completions: {done:?}");
+    }
+
+    /// Requests the miniport holds right now for `address`.
+    pub fn active(&self, address: Address) -> usize {
+        self.adapter
+            .synchronize::<ScriptedMiniport, _>(|_, port| {
+                port.active_requests(port::AddressFilter::lu(address))
+                    .count()
+            })
+            .unwrap()
+    }
+
+    /// Runs `f` with the port services under the interrupt lock.
+    pub fn with_port<R>(
+        &self,
+        f: impl FnOnce(&mut port::PortContext<'_, ScriptedMiniport>) -> R,
+    ) -> R {
+        self.adapter
+            .synchronize::<ScriptedMiniport, _>(|_, port| f(port))
+            .unwrap()
     }
 
     pub fn tick(&self, n: u32) {
