@@ -149,10 +149,24 @@
 //!
 //! # Storport
 //!
-//! The Storport model (unlocked, concurrent `build_io`; many requests per LU; busy / pause /
-//! device queue depth) is meant to be added beside this one as an *additional* trait a miniport
-//! may implement (e.g. `StorportMiniport: Miniport` with a `Shared: Sync` part for `build_io`),
-//! so existing miniports keep compiling.
+//! The Storport model runs beside this one, chosen per adapter: [`initialize_storport`]
+//! instead of [`initialize`], for a miniport that also implements [`StorportMiniport`]
+//! (additive: SCSI Port miniports are untouched). Differences, all in the same `Runner`:
+//! `StorportMiniport::build_io` runs on the submitting thread inside [`Submitter::submit`],
+//! without any adapter lock and possibly on several threads at once, seeing only the SRB and the
+//! miniport's `Shared: Sync` part (it may finish the request itself by returning false);
+//! dispatch pushes requests to `start_io` (still under the interrupt lock: half duplex) while
+//! free slots (NumberOfRequests) and the LU's device queue depth allow — NextRequest and
+//! NextLuRequest are not needed and every request is tagged; the miniport paces the port with
+//! [`PortContext::busy`] / [`ready`](PortContext::ready), [`pause`](PortContext::pause) /
+//! [`resume`](PortContext::resume) (timeout in ticks), [`device_busy`](PortContext::device_busy)
+//! / [`device_ready`](PortContext::device_ready), [`pause_device`](PortContext::pause_device) /
+//! [`resume_device`](PortContext::resume_device) and
+//! [`set_device_queue_depth`](PortContext::set_device_queue_depth) (initial depth:
+//! `PortConfiguration::max_queue_depth_per_lu`); BUSY is retried on every tick without limit.
+//! Freeze / release / lock, autosense, timeouts and the recovery ladder are shared (Storport's
+//! multi-tier reset is the same ladder); the bus-reset hold time is the port's reset hold-off in
+//! ticks. Not modelled: a separate StartIo lock (full duplex), concurrent channels, unit control.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
