@@ -217,7 +217,6 @@ impl Connection {
         local_addr: Option<SocketAddr>,
     ) -> Connection {
         let neg = Negotiated::defaults(&shared.config.limits);
-        let cap = shared.config.max_tasks_per_session as usize + IMMEDIATE_SLACK;
         Connection {
             control,
             local_addr,
@@ -247,11 +246,11 @@ impl Connection {
                 partial: Vec::new(),
             })),
             session: None,
-            tasks: Slab::with_capacity(cap),
-            by_itt: HashMap::with_capacity(cap),
+            tasks: Slab::new(),
+            by_itt: HashMap::new(),
             generation: 0,
             queue: CompletionQueue::new(),
-            completed: VecDeque::with_capacity(cap),
+            completed: VecDeque::new(),
             pool: Vec::new(),
             next_ttt: 0x100,
             text: TextState {
@@ -262,7 +261,7 @@ impl Connection {
             close: None,
             ping_ttt: None,
             buffered: 0,
-            waiting: VecDeque::with_capacity(cap),
+            waiting: VecDeque::new(),
             max_cmd_sn: std::cell::Cell::new(0),
             shared,
         }
@@ -579,6 +578,12 @@ impl Connection {
             };
             self.login = None;
             self.state = State::FullFeature;
+            // Task tables are sized once, at login, so commands do not allocate.
+            let cap = self.shared.config.max_tasks_per_session as usize + IMMEDIATE_SLACK;
+            self.tasks.reserve(cap);
+            self.by_itt.reserve(cap);
+            self.completed.reserve(cap);
+            self.waiting.reserve(cap);
             return;
         }
         self.login_reply(&req, transit, req.nsg, &reply, 0);
