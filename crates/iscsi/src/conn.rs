@@ -838,6 +838,15 @@ impl Connection {
 
     fn on_ff_pdu(&mut self, p: Pdu) {
         let discovery = self.is_discovery();
+        if self.logout.is_some()
+            && matches!(
+                p.bhs.opcode(),
+                Some(Opcode::ScsiCommand | Opcode::TextRequest | Opcode::LogoutRequest)
+            )
+        {
+            // A session logout is in progress: no new work is accepted.
+            return self.reject(RejectReason::WaitingForLogout, &p.bhs);
+        }
         match p.bhs.opcode() {
             Some(Opcode::ScsiCommand) if !discovery => self.on_scsi_command(p),
             Some(Opcode::DataOut) if !discovery => self.on_data_out(p),

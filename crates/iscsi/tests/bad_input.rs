@@ -402,7 +402,9 @@ fn a_thousand_idle_connections_are_bounded_and_timed_out() {
     assert!(done > 0);
     // 1000 connections cost a few KiB each, not megabytes.
     let grown = during.saturating_sub(before);
-    eprintln!("RSS {before} KiB -> {during} KiB with 1000 idle connections; good session rounds: {done}");
+    eprintln!(
+        "RSS {before} KiB -> {during} KiB with 1000 idle connections; good session rounds: {done}"
+    );
     assert!(
         grown < 64 * 1024,
         "RSS grew by {grown} KiB for 1000 idle connections"

@@ -655,3 +655,35 @@ fn many_sessions_in_parallel() {
     }
     assert_eq!(server.shared.session_count(), 0);
 }
+
+#[test]
+fn continued_text_request_is_assembled() {
+    use iscsi::pdu::{Bhs, Opcode, RESERVED_TAG};
+    let (config, disk) = simple_config(64);
+    let server = spawn_server("127.0.0.1:0".parse().unwrap(), config, disk).unwrap();
+    let mut ini = Initiator::connect(server.addr, T).unwrap();
+    ini.login(&LoginOptions::discovery(INI)).unwrap();
+    // "SendTargets=All\0" split over two PDUs: the first with C=1.
+    let mut b = Bhs::new(Opcode::TextRequest);
+    b.0[1] = 0x40;
+    b.set_u32(16, 0x55);
+    b.set_u32(20, RESERVED_TAG);
+    b.set_u32(24, ini.cmd_sn);
+    ini.send_pdu(&b, b"SendTar").unwrap();
+    ini.cmd_sn += 1;
+    let p = ini.recv_non_ping().unwrap().unwrap();
+    assert_eq!(p.bhs.opcode(), Some(Opcode::TextResponse));
+    assert!(
+        p.data.is_empty() && !p.bhs.final_bit(),
+        "empty interim response"
+    );
+    b.0[1] = 0x80;
+    b.set_u32(20, p.bhs.u32_at(20));
+    b.set_u32(24, ini.cmd_sn);
+    ini.send_pdu(&b, b"gets=All\0").unwrap();
+    ini.cmd_sn += 1;
+    let p = ini.recv_non_ping().unwrap().unwrap();
+    assert!(p.bhs.final_bit());
+    let kv = iscsi::text::parse(&p.data).unwrap();
+    assert_eq!(kv[0], ("TargetName".to_string(), TEST_IQN.to_string()));
+}
