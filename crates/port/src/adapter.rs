@@ -193,6 +193,8 @@ struct Control {
     shutdown_requested: bool,
     shutdown_done: bool,
     stop_requested: bool,
+    /// The FLUSH before a stop is done: StopAdapter may be called.
+    stop_ready: bool,
     restart_requested: bool,
     stopped: bool,
     restarts_done: u64,
@@ -267,6 +269,8 @@ pub(crate) struct AdapterShared<M: Miniport> {
     latch_dirty: AtomicBool,
     /// Storport: the miniport's `build_io` bound to its shared part.
     build_io: Option<BuildIo>,
+    /// The adapter-control types the miniport supports (queried once at start).
+    supported: Mutex<SupportedControlTypeList>,
 }
 
 /// A miniport's `build_io` bound to its shared part (Storport model).
@@ -376,6 +380,7 @@ impl<M: Miniport> AdapterShared<M> {
             rescan_requested: AtomicBool::new(false),
             latch_dirty: AtomicBool::new(false),
             build_io,
+            supported: Mutex::new(SupportedControlTypeList::default()),
         })
     }
 
@@ -397,6 +402,7 @@ impl<M: Miniport> AdapterShared<M> {
                     m.adapter_control(ctx, AdapterControl::QuerySupportedControlTypes(&mut list))
                 });
                 r.supported = list;
+                *self.supported.lock() = list;
             }
             ok
         };
@@ -466,22 +472,65 @@ impl<M: Miniport> AdapterShared<M> {
         self.request_dpc();
     }
 
-    pub(crate) fn execute_and_wait(&self, mut srb: Srb) -> Result<Srb, WaitError> {
+    pub(crate) fn execute_and_wait(&self, srb: Srb) -> Result<Srb, WaitError> {
         if in_deferred_stage() {
             return Err(WaitError::WouldDeadlock);
         }
-        let ticket = self.sync.next_ticket.fetch_add(1, Ordering::Relaxed);
         let saved = srb.original_request;
+        let ticket = self.submit_sync(srb);
+        let mut srb = self.wait_ticket(ticket, None)?;
+        srb.original_request = saved;
+        Ok(srb)
+    }
+
+    /// Submits through the blocking-wait sink; returns the ticket to wait for.
+    fn submit_sync(&self, mut srb: Srb) -> u64 {
+        let ticket = self.sync.next_ticket.fetch_add(1, Ordering::Relaxed);
         srb.original_request = ticket;
         self.submit(0, srb);
+        ticket
+    }
+
+    /// Waits for the request with `ticket` (until `deadline`, if any).
+    fn wait_ticket(&self, ticket: u64, deadline: Option<Instant>) -> Result<Srb, WaitError> {
         let mut done = self.sync.done.lock();
         loop {
             if let Some(pos) = done.iter().position(|s| s.original_request == ticket) {
-                let mut srb = done.swap_remove(pos);
-                srb.original_request = saved;
-                return Ok(srb);
+                return Ok(done.swap_remove(pos));
             }
-            self.sync.cv.wait(&mut done);
+            match deadline {
+                Some(d) => {
+                    if self.sync.cv.wait_until(&mut done, d).timed_out()
+                        && !done.iter().any(|s| s.original_request == ticket)
+                    {
+                        return Err(WaitError::TimedOut);
+                    }
+                }
+                None => self.sync.cv.wait(&mut done),
+            }
+        }
+    }
+
+    /// Sends `function` (FLUSH before a stop, SHUTDOWN before a shutdown) to every LU the
+    /// port has addressed, past frozen and locked queues, when the adapter caches data; waits
+    /// for them until `deadline`.
+    fn flush_caches(&self, function: SrbFunction, deadline: Instant) {
+        if !self.config.caches_data {
+            return;
+        }
+        let lus: Vec<Address> = self.lu_counters.read().keys().copied().collect();
+        let tickets: Vec<u64> = lus
+            .into_iter()
+            .map(|a| {
+                let mut srb = Srb::function(function, a);
+                srb.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+                self.submit_sync(srb)
+            })
+            .collect();
+        for t in tickets {
+            if self.wait_ticket(t, Some(deadline)).is_err() {
+                break;
+            }
         }
     }
 
@@ -512,21 +561,41 @@ impl<M: Miniport> AdapterShared<M> {
     }
 
     pub(crate) fn shutdown(&self) -> Result<(), WaitError> {
+        if in_deferred_stage() {
+            return Err(WaitError::WouldDeadlock);
+        }
+        if !self.control.lock().shutdown_requested {
+            // SRB_FUNCTION_SHUTDOWN to a caching adapter first, bounded by the default timeout.
+            let wait = Duration::from_secs(self.options.default_timeout.clamp(1, 30) as u64);
+            self.flush_caches(SrbFunction::Shutdown, Instant::now() + wait);
+        }
         self.control.lock().shutdown_requested = true;
         self.request_dpc();
         self.wait_control(Duration::from_secs(3600), |c| c.shutdown_done)
     }
 
     pub(crate) fn stop(&self, timeout: Duration) -> Result<(), WaitError> {
-        {
-            let r = self.runner.lock();
-            if !r.supported.is_supported(AdapterControlType::StopAdapter) {
-                return Err(WaitError::Unsupported);
-            }
+        if in_deferred_stage() {
+            return Err(WaitError::WouldDeadlock);
         }
+        if !self
+            .supported
+            .lock()
+            .is_supported(AdapterControlType::StopAdapter)
+        {
+            return Err(WaitError::Unsupported);
+        }
+        let deadline = Instant::now() + timeout;
+        // Hold the queues (task management and the port's own requests still pass), flush a
+        // caching adapter, then ScsiStopAdapter once nothing is outstanding.
         self.control.lock().stop_requested = true;
         self.request_dpc();
-        self.wait_control(timeout, |c| c.stopped || c.shutdown_done)
+        self.flush_caches(SrbFunction::Flush, deadline);
+        self.control.lock().stop_ready = true;
+        self.request_dpc();
+        self.wait_control(deadline.saturating_duration_since(Instant::now()), |c| {
+            c.stopped || c.shutdown_done
+        })
     }
 
     pub(crate) fn restart(&self, timeout: Duration) -> Result<(), WaitError> {
@@ -1200,7 +1269,6 @@ impl<M: Miniport> Runner<M> {
             if !a.ready
                 || a.hold_off > 0
                 || a.masked
-                || a.stopping
                 || a.stopped
                 || a.shut_down
                 || a.busy_count > 0
@@ -1217,9 +1285,15 @@ impl<M: Miniport> Runner<M> {
                     break;
                 };
                 self.lus[lu as usize].in_ring = false;
-                if let Some(bypass) = self.startable(lu, max_depth) {
-                    picked = Some((lu, bypass));
-                    break;
+                // While stopping only bypass requests (flush, task management, the port's own
+                // requests) start; the rest wait for the restart.
+                match self.startable(lu, max_depth) {
+                    Some(false) if self.adapter.stopping => {}
+                    Some(bypass) => {
+                        picked = Some((lu, bypass));
+                        break;
+                    }
+                    None => {}
                 }
             }
             let Some((lu, bypass)) = picked else { return };
@@ -1789,13 +1863,12 @@ impl<M: Miniport> Runner<M> {
             return self.shutdown(sh);
         }
         if stop && !self.adapter.stopped {
+            // Queued requests are held in the port (not failed) until the restart.
             self.adapter.stopping = true;
-            if self.slots.iter().all(|m| !m.active) {
+            let ready = sh.control.lock().stop_ready;
+            if ready && self.slots.iter().all(|m| !m.active) {
                 let supported = self.supported;
                 self.call(sh, |m, ctx| {
-                    if sh.config.caches_data {
-                        // Nothing queued is lost: queued requests stay held in the port.
-                    }
                     m.adapter_control(ctx, AdapterControl::StopAdapter);
                     if supported.is_supported(AdapterControlType::SetBootConfig) {
                         m.adapter_control(ctx, AdapterControl::SetBootConfig);
@@ -1804,6 +1877,7 @@ impl<M: Miniport> Runner<M> {
                 self.adapter.stopped = true;
                 let mut c = sh.control.lock();
                 c.stop_requested = false;
+                c.stop_ready = false;
                 c.stopped = true;
                 sh.control_cv.notify_all();
             }

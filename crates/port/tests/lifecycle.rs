@@ -249,3 +249,43 @@ fn srb_extensions_are_preallocated_per_slot_and_kept_between_requests() {
     );
     assert!(uses >= 11);
 }
+
+#[test]
+fn a_caching_adapter_gets_flush_before_stop_and_shutdown_before_shutdown() {
+    let h = Harness::new(ScriptConfig {
+        caches_data: true,
+        luns: vec![LU0, T1],
+        record_starts: true,
+        ..ScriptConfig::default()
+    });
+    h.submit(LU0, Behaviour::Inline, 1);
+    h.submit(T1, Behaviour::Inline, 2);
+    h.wait(2);
+    h.adapter.stop(Duration::from_secs(5)).unwrap();
+    let functions: Vec<port::SrbFunction> = h.script.starts().iter().map(|s| s.function).collect();
+    let flushes = functions
+        .iter()
+        .filter(|f| **f == port::SrbFunction::Flush)
+        .count();
+    assert!(
+        flushes >= 2,
+        "one FLUSH per LU before StopAdapter: {functions:?}"
+    );
+    assert_eq!(counter(&h.script.counters.stops), 1);
+    // Held while stopped, then resumed.
+    h.submit(LU0, Behaviour::Inline, 3);
+    h.assert_nothing_completes();
+    h.adapter.restart(Duration::from_secs(5)).unwrap();
+    assert_eq!(h.wait(1)[0].original_request, 3);
+    h.adapter.shutdown().unwrap();
+    let functions: Vec<port::SrbFunction> = h.script.starts().iter().map(|s| s.function).collect();
+    assert!(
+        functions.contains(&port::SrbFunction::Shutdown),
+        "{functions:?}"
+    );
+    assert_eq!(
+        functions.last(),
+        Some(&port::SrbFunction::Shutdown),
+        "SHUTDOWN follows the last I/O"
+    );
+}
