@@ -284,7 +284,8 @@ impl Adapter {
         self.inner.tick()
     }
 
-    /// Shuts the adapter down: queued requests complete as REQUEST_FLUSHED, the buses are reset
+    /// Shuts the adapter down: a caching adapter first gets SRB_FUNCTION_SHUTDOWN per LU
+    /// (bounded by `default_timeout`), then queued requests complete as REQUEST_FLUSHED, the buses are reset
     /// so the miniport returns what it holds, anything left completes as BUS_RESET, the adapter
     /// is stopped (`adapter_control(StopAdapter)`, `adapter_state(restore)`). Later submissions
     /// complete at once with NO_HBA. Blocks until done.
@@ -292,8 +293,11 @@ impl Adapter {
         self.inner.shutdown()
     }
 
-    /// Stops the adapter (`ScsiStopAdapter`): new and queued requests are held in the port, the
-    /// ones in the miniport finish, then `adapter_control(StopAdapter)`. Blocks until stopped.
+    /// Stops the adapter (`ScsiStopAdapter`): new and queued requests are held in the port (task
+    /// management and the port's own requests still run), a caching adapter gets
+    /// SRB_FUNCTION_FLUSH per LU, the requests in the miniport finish, then
+    /// `adapter_control(StopAdapter)`. Blocks until stopped or `timeout`;
+    /// [`WaitError::Unsupported`] if the miniport cannot stop.
     pub fn stop(&self, timeout: Duration) -> Result<(), WaitError> {
         self.inner.stop(timeout)
     }
