@@ -1,7 +1,9 @@
 //! The `scsiport` command: `serve` runs the iSCSI target, `check` validates a configuration.
 #![forbid(unsafe_code)]
 
+mod bridge;
 mod config;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve logical units to iSCSI initiators. Without --config: one 1 GiB RAM LU as LUN 0 of
+    /// iqn.2026-11.dev.scsiport:default on 127.0.0.1:3260.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Listen on these addresses instead of the configured portals (repeatable).
+        #[arg(long)]
+        listen: Vec<std::net::SocketAddr>,
+    },
     /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
         /// The TOML configuration file; without it, the built-in default.
@@ -37,6 +49,24 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve { config, listen } => {
+            let config = match config.map(|p| load_config(&p)) {
+                None => Config::builtin_default(),
+                Some(Ok(c)) => c,
+                Some(Err(e)) => {
+                    eprintln!("scsiport: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let listen = (!listen.is_empty()).then_some(listen);
+            match serve::run(config, listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("scsiport: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Check { config } => match config
             .map(|p| load_config(&p))
             .unwrap_or_else(|| Ok(Config::builtin_default()))

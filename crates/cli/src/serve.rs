@@ -1,0 +1,229 @@
+//! `scsiport serve`: builds the stack a [`Config`] describes — logical units, adapters on the
+//! port driver, the iSCSI front end — and runs it until SIGINT or SIGTERM.
+//!
+//! Start-up is all or nothing: every backend is opened and every adapter initialized before
+//! the first socket is bound; any failure stops the command with a message naming the part of
+//! the configuration at fault. Shutdown: the front end refuses new logins and asks initiators
+//! to log out, then every adapter is shut down (queued requests flushed, caching adapters get
+//! SHUTDOWN, which flushes file-backed LUs to stable storage).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use device::backend::{FileBackend, NullBackend, RamBackend};
+use device::{BlockBackend, LogicalUnit, LuConfig};
+use iscsi::config::{ChapConfig, ChapCredential, LunMapping, ServerConfig, TargetConfig};
+use iscsi::service::LuHandle;
+use miniports::ram::RamMiniport;
+use miniports::{DiskAdapterConfig, DiskLu};
+use port::{Adapter, Address, PortOptions};
+
+use crate::bridge::{LuRoute, PortService};
+use crate::config::{self, Config, IoModel, MiniportKind};
+
+/// Bytes one SRB may move; the LU's block limits VPD reports the same in blocks.
+pub const MAXIMUM_TRANSFER_LENGTH: u32 = 8 << 20;
+
+/// The running stack, before the front end starts.
+pub struct Stack {
+    /// The iSCSI service over the port.
+    pub service: Arc<PortService>,
+    /// The front end's configuration.
+    pub server_config: ServerConfig,
+}
+
+/// A stable serial number for an LU without one in the configuration.
+fn derived_serial(name: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn open_backend(
+    key: &str,
+    kind: MiniportKind,
+    lu: &config::LogicalUnit,
+) -> Result<Arc<dyn BlockBackend>> {
+    let bs = lu.block_size;
+    let blocks = lu.size.map(|s| s.as_u64() / u64::from(bs));
+    Ok(match kind {
+        MiniportKind::Ram => Arc::new(
+            RamBackend::new(blocks.unwrap_or(0), bs)
+                .ok_or_else(|| anyhow!("{key}: cannot create a RAM disk of that size"))?,
+        ),
+        MiniportKind::Null => Arc::new(
+            NullBackend::new(blocks.unwrap_or(0), bs)
+                .ok_or_else(|| anyhow!("{key}: cannot create a null disk of that size"))?,
+        ),
+        MiniportKind::File => {
+            let path = lu.file.as_ref().expect("validated: file LUs have a file");
+            Arc::new(
+                FileBackend::open(path, bs, lu.size.map(|s| s.as_u64()))
+                    .with_context(|| format!("{key}.file: {}", path.display()))?,
+            )
+        }
+    })
+}
+
+/// Opens every backend, initializes every adapter on the port and maps the targets' LUNs.
+pub fn build(config: &Config) -> Result<Stack> {
+    let mut adapters: Vec<Adapter> = Vec::new();
+    let mut routes: Vec<LuRoute> = Vec::new();
+    let mut adapter_index = std::collections::BTreeMap::new();
+    for (i, a) in config.adapters.iter().enumerate() {
+        if a.model == IoModel::Storport {
+            bail!(
+                "adapter[{i}].model: the Storport model is not available in this build yet; use model = \"scsiport\""
+            );
+        }
+        let mut lus = Vec::new();
+        for (j, l) in a.lus.iter().enumerate() {
+            let key = format!("adapter[{i}].lu[{j}]");
+            let backend = open_backend(&key, a.miniport, l)?;
+            let name = format!("{}/{}:{}:{}", a.name, l.path, l.target, l.lun);
+            let lu_config = LuConfig {
+                serial: l.serial.clone().unwrap_or_else(|| derived_serial(&name)),
+                name,
+                lun: u64::from(l.lun),
+                max_transfer_blocks: MAXIMUM_TRANSFER_LENGTH / l.block_size,
+                ..LuConfig::default()
+            };
+            let lu = LogicalUnit::try_new(lu_config, backend).map_err(|e| anyhow!("{key}: {e}"))?;
+            lus.push(DiskLu {
+                address: Address::new(l.path, l.target, l.lun),
+                lu: Arc::new(lu),
+            });
+        }
+        let hw = DiskAdapterConfig {
+            adapters: vec![lus.clone()],
+            maximum_transfer_length: MAXIMUM_TRANSFER_LENGTH,
+        };
+        let found = port::initialize::<RamMiniport>(hw, PortOptions::default())
+            .map_err(|e| anyhow!("adapter[{i}] ({}): {e}", a.name))?;
+        let adapter = found
+            .into_iter()
+            .next()
+            .ok_or_else(|| anyhow!("adapter[{i}] ({}): no adapter found", a.name))?;
+        let scanned = adapter.logical_units();
+        for d in &lus {
+            if !scanned.iter().any(|s| s.address == d.address) {
+                bail!(
+                    "adapter[{i}] ({}): the bus scan did not find the LU at {}",
+                    a.name,
+                    d.address
+                );
+            }
+        }
+        adapter_index.insert(a.name.clone(), (adapters.len(), lus));
+        adapters.push(adapter);
+    }
+
+    let mut targets = Vec::new();
+    for t in &config.targets {
+        let mut target = TargetConfig::new(t.iqn.clone());
+        target.alias = t.alias.clone();
+        target.allowed_initiators = t.initiators.clone();
+        target.chap = t.chap.as_ref().map(|c| ChapConfig {
+            users: vec![ChapCredential::new(c.user.clone(), c.secret.clone())],
+            mutual: match (&c.mutual_user, &c.mutual_secret) {
+                (Some(u), Some(s)) => Some(ChapCredential::new(u.clone(), s.clone())),
+                _ => None,
+            },
+        });
+        for m in &t.luns {
+            let (adapter, lus) = &adapter_index[&m.adapter];
+            let address = Address::new(m.path, m.target_id, m.adapter_lun);
+            let lu = lus
+                .iter()
+                .find(|d| d.address == address)
+                .expect("validated: mapped LUs exist")
+                .lu
+                .clone();
+            let handle = LuHandle(routes.len() as u64);
+            routes.push(LuRoute {
+                adapter: *adapter,
+                address,
+                lu,
+            });
+            target.luns.push(LunMapping { lun: m.lun, handle });
+        }
+        targets.push(target);
+    }
+    let server_config = ServerConfig {
+        targets,
+        ..ServerConfig::default()
+    };
+    server_config
+        .validate()
+        .map_err(|e| anyhow!("configuration: {e}"))?;
+    Ok(Stack {
+        service: Arc::new(PortService::new(adapters, routes)),
+        server_config,
+    })
+}
+
+/// Runs the stack until SIGINT/SIGTERM. `listen` replaces the configured portals.
+pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
+    let portals: Vec<SocketAddr> =
+        listen.unwrap_or_else(|| config.portals.iter().map(|p| p.listen).collect());
+    let stack = build(&config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("scsiport-net")
+        .enable_all()
+        .build()
+        .context("cannot start the network runtime")?;
+    let service = stack.service.clone();
+    let targets: Vec<String> = stack
+        .server_config
+        .targets
+        .iter()
+        .map(|t| t.name.clone())
+        .collect();
+    runtime.block_on(async move {
+        let server = iscsi::server::Server::bind(&portals, stack.server_config, service.clone())
+            .await
+            .with_context(|| format!("cannot listen on {portals:?}"))?;
+        for addr in server.local_addrs() {
+            println!("scsiport: listening on {addr}");
+            for t in &targets {
+                println!("  iscsi://{addr}/{t}/0");
+            }
+        }
+        let stop = server.shutdown_handle();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            println!("scsiport: shutting down");
+            stop.shutdown();
+        });
+        server.run().await.context("the iSCSI server failed")
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    for adapter in stack.service.adapters() {
+        if let Err(e) = adapter.shutdown() {
+            eprintln!("scsiport: adapter shutdown: {e}");
+        }
+    }
+    println!("scsiport: stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
