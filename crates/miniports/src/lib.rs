@@ -15,6 +15,8 @@
 //! `reset_bus` queues a target-reset unit attention on every LU of the bus; an
 //! `RESET_LOGICAL_UNIT` SRB a LU-reset one.
 
+pub mod file;
+pub mod null;
 pub mod ram;
 
 use std::sync::Arc;

@@ -1,0 +1,719 @@
+//! Tests of the file miniports through the port: both engines, the interrupt and the polled
+//! configuration, block sizes 512 and 4096, concurrency, resets, stop/restart, and the
+//! SIGKILL durability check (a re-executed copy of this test binary is the child).
+
+use std::io::{BufRead, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use device::backend::FileBackend;
+use device::{BlockBackend, LuConfig};
+use parking_lot::{Condvar, Mutex};
+use port::{
+    Adapter, Address, CompletionSink, DataDirection, PortOptions, Srb, SrbFlags, SrbFunction,
+    SrbStatus,
+};
+
+use super::*;
+
+const ADDR: Address = Address::new(0, 0, 0);
+/// Blocks of every test disk.
+const BLOCKS: u64 = 4096;
+
+fn uring_available() -> bool {
+    uring::UringEngine::new(8, None).is_ok()
+}
+
+/// The engines this machine can run.
+fn engines() -> Vec<EngineKind> {
+    let mut v = vec![EngineKind::Threads];
+    if uring_available() {
+        v.push(EngineKind::IoUring);
+    } else {
+        eprintln!("io_uring refused here: testing the thread pool only");
+    }
+    v
+}
+
+struct Rig {
+    adapter: Adapter,
+    file: tempfile::NamedTempFile,
+    backend: Arc<FileBackend>,
+    bs: u32,
+    polled: bool,
+}
+
+impl Rig {
+    fn new(engine: EngineKind, polled: bool, bs: u32) -> Rig {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let backend =
+            Arc::new(FileBackend::open(file.path(), bs, Some(BLOCKS * u64::from(bs))).unwrap());
+        let adapter = start(engine, polled, backend.clone());
+        let rig = Rig {
+            adapter,
+            file,
+            backend,
+            bs,
+            polled,
+        };
+        assert_eq!(rig.engine(), engine);
+        rig.clear_unit_attention();
+        rig
+    }
+
+    fn engine(&self) -> EngineKind {
+        if self.polled {
+            self.adapter
+                .synchronize::<PolledFileMiniport, _>(|m, _| m.engine())
+                .unwrap()
+        } else {
+            self.adapter
+                .synchronize::<FileMiniport, _>(|m, _| m.engine())
+                .unwrap()
+        }
+    }
+
+    fn in_flight(&self) -> usize {
+        if self.polled {
+            self.adapter
+                .synchronize::<PolledFileMiniport, _>(|m, _| m.in_flight())
+                .unwrap()
+        } else {
+            self.adapter
+                .synchronize::<FileMiniport, _>(|m, _| m.in_flight())
+                .unwrap()
+        }
+    }
+
+    /// TEST UNIT READY until GOOD (the power-on unit attention is reported once).
+    fn clear_unit_attention(&self) {
+        for _ in 0..4 {
+            if self
+                .run(cdb(&[0, 0, 0, 0, 0, 0]), None, 0)
+                .srb_status
+                .status()
+                == SrbStatus::SUCCESS
+            {
+                return;
+            }
+        }
+        panic!("the LU never became ready");
+    }
+
+    fn run(&self, srb: Srb, data: Option<(Vec<u8>, DataDirection)>, len: u32) -> Srb {
+        self.adapter
+            .execute_and_wait(with_data(srb, data, len))
+            .unwrap()
+    }
+
+    fn write(&self, cdb_bytes: &[u8], data: Vec<u8>) -> Srb {
+        let len = data.len() as u32;
+        self.run(cdb(cdb_bytes), Some((data, DataDirection::Out)), len)
+    }
+
+    fn read(&self, cdb_bytes: &[u8], len: usize) -> Srb {
+        self.run(
+            cdb(cdb_bytes),
+            Some((vec![0xCC; len], DataDirection::In)),
+            len as u32,
+        )
+    }
+
+    /// The file's bytes at `lba`, read past the miniport.
+    fn file_bytes(&self, lba: u64, blocks: u64) -> Vec<u8> {
+        let all = std::fs::read(self.file.path()).unwrap();
+        let bs = u64::from(self.bs);
+        all[(lba * bs) as usize..((lba + blocks) * bs) as usize].to_vec()
+    }
+}
+
+fn start(engine: EngineKind, polled: bool, backend: Arc<FileBackend>) -> Adapter {
+    let lu = FileLu::new(ADDR, LuConfig::default(), backend).unwrap();
+    let hw = FileAdapterConfig::single(vec![lu]).with_engine(engine);
+    let options = PortOptions {
+        tick: None,
+        ..PortOptions::default()
+    };
+    let mut adapters = if polled {
+        port::initialize::<PolledFileMiniport>(hw, options).unwrap()
+    } else {
+        port::initialize::<FileMiniport>(hw, options).unwrap()
+    };
+    assert_eq!(adapters.len(), 1);
+    let a = adapters.remove(0);
+    assert_eq!(a.logical_units().len(), 1, "the scan finds the LU");
+    a
+}
+
+fn cdb(bytes: &[u8]) -> Srb {
+    let mut srb = Srb::execute_scsi(ADDR, bytes).unwrap();
+    srb.flags.insert(SrbFlags::NO_QUEUE_FREEZE);
+    srb
+}
+
+fn with_data(srb: Srb, data: Option<(Vec<u8>, DataDirection)>, len: u32) -> Srb {
+    match data {
+        Some((d, dir)) => srb.with_data(d, len, dir),
+        None => srb,
+    }
+}
+
+fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+    let l = lba.to_be_bytes();
+    let n = blocks.to_be_bytes();
+    [0x28, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
+}
+
+fn write10(lba: u32, blocks: u16, fua: bool) -> [u8; 10] {
+    let l = lba.to_be_bytes();
+    let n = blocks.to_be_bytes();
+    let flags = if fua { 0x08 } else { 0 };
+    [0x2A, flags, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
+}
+
+fn read16(lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x88;
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+fn write16(lba: u64, blocks: u32, fua: bool) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x8A;
+    c[1] = if fua { 0x08 } else { 0 };
+    c[2..10].copy_from_slice(&lba.to_be_bytes());
+    c[10..14].copy_from_slice(&blocks.to_be_bytes());
+    c
+}
+
+const SYNC10: [u8; 10] = [0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+const SYNC16: [u8; 16] = [0x91, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+
+/// UNMAP of one range: the CDB and its parameter list.
+fn unmap(lba: u64, blocks: u32) -> ([u8; 10], Vec<u8>) {
+    let mut p = vec![0u8; 24];
+    p[0..2].copy_from_slice(&22u16.to_be_bytes());
+    p[2..4].copy_from_slice(&16u16.to_be_bytes());
+    p[8..16].copy_from_slice(&lba.to_be_bytes());
+    p[16..20].copy_from_slice(&blocks.to_be_bytes());
+    ([0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0], p)
+}
+
+/// A recognisable pattern for `blocks` blocks from `lba`, varied by `seed`.
+fn pattern(lba: u64, blocks: u64, bs: u32, seed: u8) -> Vec<u8> {
+    let mut v = Vec::with_capacity((blocks * u64::from(bs)) as usize);
+    for b in 0..blocks {
+        for i in 0..bs as u64 {
+            let x = (lba + b)
+                .wrapping_mul(31)
+                .wrapping_add(i.wrapping_mul(7))
+                .wrapping_add(u64::from(seed) * 13);
+            v.push((x % 251) as u8 + 1);
+        }
+    }
+    v
+}
+
+fn ok(srb: &Srb, what: &str) {
+    assert_eq!(
+        srb.srb_status.status(),
+        SrbStatus::SUCCESS,
+        "{what}: status {:?} scsi {:#x} sense {:02x?}",
+        srb.srb_status,
+        srb.scsi_status,
+        srb.sense()
+    );
+}
+
+/// Punching holes works on the file system of the temp dir.
+fn punch_supported(dir: &Path) -> bool {
+    let f = tempfile::tempfile_in(dir).unwrap();
+    f.set_len(1 << 20).unwrap();
+    rustix::fs::fallocate(
+        &f,
+        rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+        0,
+        4096,
+    )
+    .is_ok()
+}
+
+fn exercise(engine: EngineKind, polled: bool, bs: u32) {
+    let what = format!("{engine:?} polled={polled} bs={bs}");
+    let rig = Rig::new(engine, polled, bs);
+    let raised_before = rig.adapter.interrupt_line().raised_count();
+
+    // WRITE(10) then READ(10).
+    let data = pattern(3, 8, bs, 1);
+    ok(&rig.write(&write10(3, 8, false), data.clone()), &what);
+    let r = rig.read(&read10(3, 8), data.len());
+    ok(&r, &what);
+    assert_eq!(r.data, data, "{what}: read back");
+    assert_eq!(r.data_transfer_length as usize, data.len());
+    assert_eq!(rig.file_bytes(3, 8), data, "{what}: in the file");
+
+    // WRITE(16) with FUA at the end of the disk, READ(16).
+    let lba = BLOCKS - 5;
+    let fua = pattern(lba, 5, bs, 2);
+    ok(&rig.write(&write16(lba, 5, true), fua.clone()), &what);
+    let r = rig.read(&read16(lba, 5), fua.len());
+    ok(&r, &what);
+    assert_eq!(r.data, fua, "{what}: FUA data read back");
+    assert_eq!(rig.file_bytes(lba, 5), fua);
+
+    // SYNCHRONIZE CACHE (10) and (16).
+    ok(&rig.run(cdb(&SYNC10), None, 0), &what);
+    ok(&rig.run(cdb(&SYNC16), None, 0), &what);
+
+    // An initiator buffer shorter than the command's transfer: only that much moves.
+    let r = rig.read(&read10(3, 2), bs as usize);
+    assert_eq!(r.data[..], data[..bs as usize], "{what}: partial read");
+
+    // Beyond capacity: LBA OUT OF RANGE from prepare, no I/O.
+    let r = rig.read(&read10(BLOCKS as u32, 1), bs as usize);
+    assert_eq!(r.srb_status.status(), SrbStatus::ERROR, "{what}");
+    assert_eq!((r.sense()[2] & 0x0F, r.sense()[12]), (5, 0x21), "{what}");
+
+    // UNMAP punches a hole: the range reads as zeroes and (where the file system can) gives
+    // its space back. The range covers whole 4 KiB file-system blocks: 16 KiB at 16 KiB.
+    let (ulba, ublocks) = (16384 / u64::from(bs), 16384 / u64::from(bs));
+    let udata = pattern(ulba, ublocks, bs, 3);
+    ok(
+        &rig.write(&write10(ulba as u32, ublocks as u16, false), udata.clone()),
+        &what,
+    );
+    ok(&rig.run(cdb(&SYNC10), None, 0), &what);
+    let allocated = std::fs::metadata(rig.file.path()).unwrap().blocks();
+    let (c, p) = unmap(ulba, ublocks as u32);
+    ok(&rig.write(&c, p), &what);
+    let r = rig.read(&read10(ulba as u32, ublocks as u16), udata.len());
+    ok(&r, &what);
+    assert!(
+        r.data.iter().all(|&b| b == 0),
+        "{what}: unmapped reads zero"
+    );
+    assert!(rig.file_bytes(ulba, ublocks).iter().all(|&b| b == 0));
+    if punch_supported(rig.file.path().parent().unwrap()) {
+        let after = std::fs::metadata(rig.file.path()).unwrap().blocks();
+        assert!(
+            after < allocated,
+            "{what}: hole punched ({allocated} -> {after})"
+        );
+    }
+
+    // Completions came through the interrupt, or (polled) without it.
+    let raised = rig.adapter.interrupt_line().raised_count() - raised_before;
+    if polled {
+        assert_eq!(
+            raised, 0,
+            "{what}: the polled configuration has no interrupt"
+        );
+    } else {
+        assert!(raised >= 4, "{what}: only {raised} interrupts");
+    }
+    assert_eq!(rig.in_flight(), 0);
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn read_write_flush_unmap_interrupt_threads() {
+    for bs in [512, 4096] {
+        exercise(EngineKind::Threads, false, bs);
+    }
+}
+
+#[test]
+fn read_write_flush_unmap_polled_threads() {
+    for bs in [512, 4096] {
+        exercise(EngineKind::Threads, true, bs);
+    }
+}
+
+#[test]
+fn read_write_flush_unmap_interrupt_io_uring() {
+    if !uring_available() {
+        eprintln!("io_uring refused here: skipped");
+        return;
+    }
+    for bs in [512, 4096] {
+        exercise(EngineKind::IoUring, false, bs);
+    }
+}
+
+#[test]
+fn read_write_flush_unmap_polled_io_uring() {
+    if !uring_available() {
+        eprintln!("io_uring refused here: skipped");
+        return;
+    }
+    for bs in [512, 4096] {
+        exercise(EngineKind::IoUring, true, bs);
+    }
+}
+
+#[test]
+fn auto_picks_io_uring_where_allowed() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let backend = Arc::new(FileBackend::open(file.path(), 512, Some(1 << 20)).unwrap());
+    let a = start(EngineKind::Auto, false, backend);
+    let got = a.synchronize::<FileMiniport, _>(|m, _| m.engine()).unwrap();
+    let want = if uring_available() {
+        EngineKind::IoUring
+    } else {
+        EngineKind::Threads
+    };
+    assert_eq!(got, want);
+}
+
+#[test]
+fn explicit_io_uring_fails_the_adapter_where_refused() {
+    if uring_available() {
+        return;
+    }
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let backend = Arc::new(FileBackend::open(file.path(), 512, Some(1 << 20)).unwrap());
+    let lu = FileLu::new(ADDR, LuConfig::default(), backend).unwrap();
+    let hw = FileAdapterConfig::single(vec![lu]).with_engine(EngineKind::IoUring);
+    assert!(port::initialize::<FileMiniport>(hw, PortOptions::default()).is_err());
+}
+
+/// Completions of one submitter, for a waiting thread.
+#[derive(Default)]
+struct Collect {
+    done: Mutex<Vec<Srb>>,
+    cv: Condvar,
+}
+
+impl CompletionSink for Collect {
+    fn complete(&self, srb: Srb) {
+        self.done.lock().push(srb);
+    }
+    fn batch_done(&self) {
+        self.cv.notify_all();
+    }
+}
+
+impl Collect {
+    /// Waits for at least one completion (bounded) and takes all there are.
+    fn take(&self) -> Vec<Srb> {
+        let mut d = self.done.lock();
+        if d.is_empty() {
+            let timed_out = self
+                .cv
+                .wait_for(&mut d, Duration::from_secs(20))
+                .timed_out();
+            assert!(!timed_out || !d.is_empty(), "no completion within 20 s");
+        }
+        std::mem::take(&mut *d)
+    }
+}
+
+/// Two threads, each with its own submitter, keep `depth` requests outstanding: first writes
+/// of their own region, then reads verifying every block.
+fn concurrent(engine: EngineKind, polled: bool, bs: u32) {
+    let rig = Rig::new(engine, polled, bs);
+    const PER_THREAD: u64 = 256;
+    const DEPTH: usize = 16;
+    std::thread::scope(|s| {
+        for t in 0..2u64 {
+            let adapter = rig.adapter.clone();
+            s.spawn(move || {
+                let sink = Arc::new(Collect::default());
+                let sub = adapter.submitter(sink.clone());
+                let base = t * PER_THREAD * 2;
+                for phase in [DataDirection::Out, DataDirection::In] {
+                    let mut next = 0u64;
+                    let mut outstanding = 0usize;
+                    let mut done = 0u64;
+                    while done < PER_THREAD {
+                        while outstanding < DEPTH && next < PER_THREAD {
+                            // Two blocks per request, interleaved FUA.
+                            let lba = base + next * 2;
+                            let srb = if phase == DataDirection::Out {
+                                let c = write10(lba as u32, 2, next.is_multiple_of(3));
+                                cdb(&c).with_data(
+                                    pattern(lba, 2, bs, t as u8),
+                                    2 * bs,
+                                    DataDirection::Out,
+                                )
+                            } else {
+                                cdb(&read10(lba as u32, 2)).with_data(
+                                    vec![0; 2 * bs as usize],
+                                    2 * bs,
+                                    DataDirection::In,
+                                )
+                            };
+                            let mut srb = srb;
+                            srb.original_request = lba;
+                            sub.submit(srb);
+                            next += 1;
+                            outstanding += 1;
+                        }
+                        for srb in sink.take() {
+                            ok(&srb, "concurrent request");
+                            if phase == DataDirection::In {
+                                let lba = srb.original_request;
+                                assert_eq!(srb.data, pattern(lba, 2, bs, t as u8), "lba {lba}");
+                            }
+                            outstanding -= 1;
+                            done += 1;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    assert_eq!(rig.in_flight(), 0);
+    let stats = rig.adapter.statistics();
+    assert!(stats.commands >= 4 * 256, "{stats:?}");
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn concurrent_submitters_threads() {
+    concurrent(EngineKind::Threads, false, 512);
+    concurrent(EngineKind::Threads, true, 4096);
+}
+
+#[test]
+fn concurrent_submitters_io_uring() {
+    if !uring_available() {
+        eprintln!("io_uring refused here: skipped");
+        return;
+    }
+    concurrent(EngineKind::IoUring, false, 4096);
+    concurrent(EngineKind::IoUring, true, 512);
+}
+
+/// A bus reset while writes are in flight: every request completes exactly once (SUCCESS or
+/// BUS_RESET), nothing is late, nothing stays in the kernel, and the LU reports the reset.
+#[test]
+fn bus_reset_with_io_in_flight_completes_each_request_once() {
+    for engine in engines() {
+        for polled in [false, true] {
+            let rig = Rig::new(engine, polled, 512);
+            let sink = Arc::new(Collect::default());
+            let sub = rig.adapter.submitter(sink.clone());
+            const N: u64 = 64;
+            for i in 0..N {
+                let mut srb = cdb(&write10((i * 8) as u32, 8, true)).with_data(
+                    pattern(i * 8, 8, 512, 9),
+                    8 * 512,
+                    DataDirection::Out,
+                );
+                srb.original_request = i;
+                sub.submit(srb);
+            }
+            let reset = rig
+                .adapter
+                .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
+                .unwrap();
+            assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+            let mut seen = vec![0u32; N as usize];
+            let mut n = 0;
+            while n < N {
+                for srb in sink.take() {
+                    let s = srb.srb_status.status();
+                    assert!(
+                        s == SrbStatus::SUCCESS || s == SrbStatus::BUS_RESET,
+                        "{engine:?}: {s:?}"
+                    );
+                    seen[srb.original_request as usize] += 1;
+                    n += 1;
+                }
+            }
+            assert!(seen.iter().all(|&c| c == 1), "{engine:?}: {seen:?}");
+            assert_eq!(rig.in_flight(), 0);
+            assert_eq!(rig.adapter.port_counters().late_completions, 0);
+            // The hold-off passes; the reset shows as a unit attention (29/02).
+            for _ in 0..=rig.adapter.options().reset_hold_off_ticks {
+                rig.adapter.tick();
+            }
+            let ua = rig.run(cdb(&[0, 0, 0, 0, 0, 0]), None, 0);
+            assert_eq!(ua.scsi_status, 2, "{engine:?} polled={polled}");
+            assert_eq!((ua.sense()[2] & 0x0F, ua.sense()[12]), (6, 0x29));
+            rig.adapter.shutdown().unwrap();
+        }
+    }
+}
+
+#[test]
+fn logical_unit_reset_and_abort_of_a_finished_request() {
+    for engine in engines() {
+        let rig = Rig::new(engine, false, 4096);
+        let mut reset = Srb::function(SrbFunction::ResetLogicalUnit, ADDR);
+        reset.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+        let done = rig.adapter.execute_and_wait(reset).unwrap();
+        assert_eq!(done.srb_status.status(), SrbStatus::SUCCESS);
+        let ua = rig.run(cdb(&[0, 0, 0, 0, 0, 0]), None, 0);
+        assert_eq!(
+            (ua.sense()[2] & 0x0F, ua.sense()[12], ua.sense()[13]),
+            (6, 0x29, 3)
+        );
+        // ABORT_COMMAND naming no request in the miniport fails.
+        let mut abort = Srb::function(SrbFunction::AbortCommand, ADDR);
+        abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+        let done = rig.adapter.execute_and_wait(abort).unwrap();
+        assert_eq!(done.srb_status.status(), SrbStatus::ABORT_FAILED);
+        rig.adapter.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn stop_and_restart_keep_serving() {
+    for engine in engines() {
+        for polled in [false, true] {
+            let rig = Rig::new(engine, polled, 512);
+            let data = pattern(10, 4, 512, 5);
+            ok(
+                &rig.write(&write10(10, 4, false), data.clone()),
+                "before stop",
+            );
+            rig.adapter.stop(Duration::from_secs(10)).unwrap();
+            rig.adapter.restart(Duration::from_secs(10)).unwrap();
+            let r = rig.read(&read10(10, 4), data.len());
+            ok(&r, "after restart");
+            assert_eq!(r.data, data);
+            rig.adapter.shutdown().unwrap();
+        }
+    }
+}
+
+#[test]
+fn shutdown_flushes_and_later_requests_get_no_hba() {
+    for engine in engines() {
+        let rig = Rig::new(engine, false, 512);
+        let data = pattern(0, 1, 512, 3);
+        ok(&rig.write(&write10(0, 1, false), data.clone()), "write");
+        rig.adapter.shutdown().unwrap();
+        assert_eq!(rig.backend.num_blocks(), BLOCKS);
+        assert_eq!(rig.file_bytes(0, 1), data);
+        let late = rig.read(&read10(0, 1), 512);
+        assert_eq!(late.srb_status.status(), SrbStatus::NO_HBA);
+    }
+}
+
+// ---- Durability: SIGKILL right after the completion ----
+
+const CHILD_ENV: &str = "MINIPORTS_DURABILITY_CHILD";
+const CHILD_LBA: u64 = 77;
+const CHILD_BLOCKS: u64 = 16;
+
+/// The child side: runs only when re-executed by the durability tests (env var set).
+/// Writes through the file miniport — with FUA, or without FUA followed by SYNCHRONIZE CACHE —
+/// prints "done" once the completion came back, and waits to be killed.
+#[test]
+#[ignore = "child process of the durability tests"]
+fn durability_child() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.split(',');
+    let (path, mode, engine, bs) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap().parse::<u32>().unwrap(),
+    );
+    let engine = match engine {
+        "uring" => EngineKind::IoUring,
+        _ => EngineKind::Threads,
+    };
+    let backend = Arc::new(FileBackend::open(path, bs, None).unwrap());
+    let rig = Rig {
+        adapter: start(engine, false, backend.clone()),
+        file: tempfile::NamedTempFile::new().unwrap(),
+        backend,
+        bs,
+        polled: false,
+    };
+    rig.clear_unit_attention();
+    let data = pattern(CHILD_LBA, CHILD_BLOCKS, bs, 42);
+    let fua = mode == "fua";
+    let w = rig.write(
+        &write10(CHILD_LBA as u32, CHILD_BLOCKS as u16, fua),
+        data.clone(),
+    );
+    ok(&w, "child write");
+    if !fua {
+        ok(&rig.run(cdb(&SYNC10), None, 0), "child SYNCHRONIZE CACHE");
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(b"\ndone\n").unwrap();
+    out.flush().unwrap();
+    drop(out);
+    std::thread::sleep(Duration::from_secs(60));
+    panic!("the parent did not kill the child");
+}
+
+fn sigkill_after_completion(mode: &str, engine: &str, bs: u32) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    file.as_file().set_len(BLOCKS * u64::from(bs)).unwrap();
+    let spec = format!("{},{mode},{engine},{bs}", file.path().display());
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "file::tests::durability_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &spec)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            // libtest prints "test ... " without a newline before the child's output.
+            if line.trim() == "done" || line.ends_with(" done") {
+                let _ = tx.send(());
+                break;
+            }
+        }
+    });
+    let got = rx.recv_timeout(Duration::from_secs(60));
+    // SIGKILL at once: no destructor, no exit handler of the child runs.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(
+        got.is_ok(),
+        "{spec}: the child never reported its completion"
+    );
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{spec}: the child was killed");
+    let content = std::fs::read(file.path()).unwrap();
+    let bs = bs as usize;
+    let at = CHILD_LBA as usize * bs;
+    let want = pattern(CHILD_LBA, CHILD_BLOCKS, bs as u32, 42);
+    assert_eq!(&content[at..at + want.len()], &want[..], "{spec}");
+    assert!(
+        content[..at].iter().all(|&b| b == 0),
+        "{spec}: nothing else written"
+    );
+}
+
+#[test]
+fn sigkill_after_fua_write_keeps_the_data() {
+    sigkill_after_completion("fua", "threads", 512);
+    if uring_available() {
+        sigkill_after_completion("fua", "uring", 4096);
+    }
+}
+
+#[test]
+fn sigkill_after_synchronize_cache_keeps_the_data() {
+    sigkill_after_completion("sync", "threads", 4096);
+    if uring_available() {
+        sigkill_after_completion("sync", "uring", 512);
+    }
+}

@@ -1,0 +1,387 @@
+//! The io_uring engine of the file miniport.
+//!
+//! Requests are pushed on the ring's submission queue and submitted at once from the
+//! miniport's `start_io` (under the interrupt lock). The ring has an eventfd registered; a
+//! small thread (`file-uring-irq`) blocks on it and raises the adapter's interrupt line for
+//! every batch of completions, and the miniport's `interrupt` routine reaps the completion
+//! queue ([`UringEngine::reap`]). In the polled configuration there is no eventfd and no
+//! thread: the timer routine reaps the (memory-mapped) completion queue.
+//!
+//! Short transfers are continued, `EINTR` / `EAGAIN` retried, and a FUA write uses
+//! `RWF_DSYNC`; where the kernel or file system refuses that flag, the write is redone without
+//! it and followed by an `IORING_OP_FSYNC` with `DATASYNC`, as the synchronous backend does.
+//!
+//! This is the only module of the crate with `unsafe`: handing buffer addresses to the kernel.
+#![allow(unsafe_code)]
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use device::IoOp;
+use device::backend::{BackendError, BackendErrorKind, FileBackend};
+use io_uring::{IoUring, opcode, squeue, types};
+use port::InterruptLine;
+use rustix::io::{Errno, ReadWriteFlags};
+use slab::Slab;
+
+use super::engine::{IoDone, IoRequest, backend_op};
+
+/// Largest piece of one request handed to the kernel in a single SQE (the SQE length is 32
+/// bits); longer transfers continue like short ones.
+const MAX_CHUNK: usize = 1 << 30;
+
+/// How long dropping the engine waits for requests still in the kernel before it leaks their
+/// buffers (never frees memory the kernel may still write).
+const DROP_WAIT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// Moving bytes: `pread` / `pwrite`, with `RWF_DSYNC` when `dsync`.
+    Transfer { dsync: bool },
+    /// `fdatasync` (SYNCHRONIZE CACHE, or the second half of a FUA write without RWF_DSYNC).
+    Sync,
+}
+
+/// A request in the kernel's hands.
+struct Op {
+    tag: usize,
+    /// Keeps the file (and so the descriptor named in the SQE) open.
+    file: Arc<FileBackend>,
+    op: IoOp,
+    offset: u64,
+    len: usize,
+    /// The data buffer. Not touched (not even moved out of) while an SQE naming it is in the
+    /// kernel; moving the `Op` itself (the slab may grow) does not move the heap allocation.
+    buf: Vec<u8>,
+    /// Bytes already transferred.
+    done: usize,
+    stage: Stage,
+}
+
+/// Wakes the adapter: the thread that turns the ring's eventfd into interrupts.
+struct IrqThread {
+    efd: Arc<OwnedFd>,
+    stop: Arc<AtomicBool>,
+}
+
+impl IrqThread {
+    fn start(ring: &IoUring, line: InterruptLine) -> std::io::Result<IrqThread> {
+        let efd = Arc::new(rustix::event::eventfd(
+            0,
+            rustix::event::EventfdFlags::CLOEXEC,
+        )?);
+        ring.submitter().register_eventfd(efd.as_raw_fd())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (fd, flag) = (efd.clone(), stop.clone());
+        // Detached: it ends when `stop` is set and the eventfd written (Drop below). Not
+        // joined, because the adapter may be dropped on this very thread (the last handle
+        // released by a sink running in the deferred stage the interrupt started).
+        std::thread::Builder::new()
+            .name("file-uring-irq".into())
+            .spawn(move || {
+                let mut count = [0u8; 8];
+                loop {
+                    match rustix::io::read(fd.as_fd(), &mut count) {
+                        Ok(_) if flag.load(Ordering::Acquire) => return,
+                        Ok(_) => line.raise(),
+                        Err(Errno::INTR | Errno::AGAIN) => {}
+                        Err(e) => {
+                            tracing::error!(error = %e, "file miniport: eventfd read failed");
+                            return;
+                        }
+                    }
+                }
+            })?;
+        Ok(IrqThread { efd, stop })
+    }
+}
+
+impl Drop for IrqThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        let _ = rustix::io::write(self.efd.as_fd(), &1u64.to_ne_bytes());
+    }
+}
+
+/// One io_uring instance per adapter. Driven only under the adapter's interrupt lock.
+pub(crate) struct UringEngine {
+    /// In-flight requests; the key is the SQE's `user_data`.
+    ops: Slab<Op>,
+    /// CQEs copied out of the completion queue before they are handled (reused).
+    cqes: Vec<(u64, i32)>,
+    /// The kernel refused `RWF_DSYNC` once: FUA writes use write + fsync from now on.
+    dsync_refused: bool,
+    /// An `io_uring_enter` failed after SQEs were queued: submit again at the next chance.
+    unsubmitted: bool,
+    irq: Option<IrqThread>,
+    /// Declared last: dropped after `Drop::drop` has waited for (or leaked) every buffer.
+    ring: IoUring,
+}
+
+impl UringEngine {
+    /// A ring for `slots` requests at once. With `line`, completions raise it (interrupt
+    /// configuration); without, they are only reaped (polled configuration). Fails where the
+    /// kernel or a seccomp policy refuses io_uring (ENOSYS, EPERM).
+    pub(crate) fn new(slots: usize, line: Option<InterruptLine>) -> std::io::Result<Self> {
+        let slots = slots.clamp(1, 65_536) as u32;
+        let sq = slots.next_power_of_two().clamp(8, 4096);
+        // Every in-flight request has at most one SQE in the kernel, so a CQ as large as the
+        // slot count never overflows.
+        let cq = slots.next_power_of_two().max(sq * 2);
+        let ring = IoUring::builder().setup_cqsize(cq).build(sq)?;
+        let irq = match line {
+            Some(line) => Some(IrqThread::start(&ring, line)?),
+            None => None,
+        };
+        Ok(Self {
+            ops: Slab::with_capacity(slots as usize),
+            cqes: Vec::with_capacity(cq as usize),
+            dsync_refused: false,
+            unsubmitted: false,
+            irq,
+            ring,
+        })
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub(crate) fn submit(&mut self, req: IoRequest) -> Option<IoDone> {
+        let op = req.backend_op();
+        if req.len > req.buf.len() {
+            return Some(req.done(Err(BackendError::new(BackendErrorKind::OutOfRange, op))));
+        }
+        let stage = match req.op {
+            IoOp::Flush => Stage::Sync,
+            IoOp::Write { fua: true } if req.len == 0 => Stage::Sync,
+            _ if req.len == 0 => return Some(req.done(Ok(()))),
+            IoOp::Write { fua } => Stage::Transfer {
+                dsync: fua && !self.dsync_refused,
+            },
+            IoOp::Read => Stage::Transfer { dsync: false },
+        };
+        let key = self.ops.insert(Op {
+            tag: req.tag,
+            file: req.file,
+            op: req.op,
+            offset: req.offset,
+            len: req.len,
+            buf: req.buf,
+            done: 0,
+            stage,
+        });
+        self.start(key)
+    }
+
+    pub(crate) fn reap(&mut self, out: &mut Vec<IoDone>) -> usize {
+        if self.unsubmitted {
+            self.enter();
+        }
+        self.cqes.clear();
+        self.cqes
+            .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+        let mut n = 0;
+        for i in 0..self.cqes.len() {
+            let (key, res) = self.cqes[i];
+            if let Some(done) = self.on_cqe(key as usize, res) {
+                out.push(done);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub(crate) fn wait(&mut self, out: &mut Vec<IoDone>, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let n = self.reap(out);
+            if n > 0 || self.ops.is_empty() {
+                return n;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return 0;
+            }
+            let ts = types::Timespec::new()
+                .sec(left.as_secs())
+                .nsec(left.subsec_nanos());
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error().map(Errno::from_raw_os_error),
+                        Some(Errno::TIME | Errno::INTR | Errno::BUSY)
+                    ) => {}
+                // A kernel without IORING_ENTER_EXT_ARG: poll the completion queue.
+                Err(_) => std::thread::sleep(Duration::from_micros(200)),
+            }
+        }
+    }
+
+    /// Queues the next SQE of request `key` and submits it. On failure the request is
+    /// finished with an error (its SQE never reached the ring, so the buffer is free).
+    fn start(&mut self, key: usize) -> Option<IoDone> {
+        let entry = self.entry(key);
+        let mut pushed = self.push(&entry);
+        if !pushed {
+            // The submission queue is full of SQEs an earlier enter could not submit.
+            self.enter();
+            pushed = self.push(&entry);
+        }
+        if pushed {
+            self.enter();
+            None
+        } else {
+            tracing::warn!("file miniport: io_uring submission queue full");
+            let op = backend_op(self.ops[key].op);
+            Some(self.finish(key, Err(BackendError::new(BackendErrorKind::Other, op))))
+        }
+    }
+
+    fn push(&mut self, entry: &squeue::Entry) -> bool {
+        // SAFETY: the SQE names (a) the descriptor of `ops[key].file`, kept open by that Arc,
+        // and (b) for reads and writes `len` bytes of `ops[key].buf` from `done`, which
+        // `entry` checked lie inside the buffer. The `Op` stays in `self.ops` — its buffer
+        // neither dropped, reallocated nor accessed — until the CQE for this SQE is reaped
+        // (`on_cqe`), and `Drop` waits for every outstanding CQE or leaks the buffers of
+        // those that never come. Moving the `Op` inside the slab does not move the heap
+        // allocation the pointer refers to.
+        unsafe { self.ring.submission().push(entry) }.is_ok()
+    }
+
+    /// `io_uring_enter` for the queued SQEs.
+    fn enter(&mut self) {
+        loop {
+            match self.ring.submit() {
+                Ok(_) => {
+                    self.unsubmitted = false;
+                    return;
+                }
+                Err(e) if e.raw_os_error() == Some(Errno::INTR.raw_os_error()) => {}
+                Err(e) => {
+                    // The SQEs stay queued in the ring and go with the next enter.
+                    tracing::warn!(error = %e, "file miniport: io_uring submit failed");
+                    self.unsubmitted = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The SQE for the current stage of request `key`.
+    fn entry(&mut self, key: usize) -> squeue::Entry {
+        let op = &mut self.ops[key];
+        let fd = types::Fd(op.file.fd().as_raw_fd());
+        let entry = match (op.stage, op.op) {
+            (Stage::Sync, _) | (_, IoOp::Flush) => opcode::Fsync::new(fd)
+                .flags(types::FsyncFlags::DATASYNC)
+                .build(),
+            (Stage::Transfer { dsync }, io) => {
+                let rest = &mut op.buf[op.done..op.len];
+                let n = rest.len().min(MAX_CHUNK) as u32;
+                let offset = op.offset + op.done as u64;
+                match io {
+                    IoOp::Read => opcode::Read::new(fd, rest.as_mut_ptr(), n)
+                        .offset(offset)
+                        .build(),
+                    _ => {
+                        let flags = if dsync {
+                            ReadWriteFlags::DSYNC.bits() as i32
+                        } else {
+                            0
+                        };
+                        opcode::Write::new(fd, rest.as_ptr(), n)
+                            .offset(offset)
+                            .rw_flags(flags)
+                            .build()
+                    }
+                }
+            }
+        };
+        entry.user_data(key as u64)
+    }
+
+    /// Handles one CQE: continues the request (next piece, next stage, retry) or finishes it.
+    fn on_cqe(&mut self, key: usize, res: i32) -> Option<IoDone> {
+        let Some(op) = self.ops.get_mut(key) else {
+            tracing::error!(key, "file miniport: CQE for no request");
+            return None;
+        };
+        let bop = backend_op(op.op);
+        if res < 0 {
+            let e = Errno::from_raw_os_error(-res);
+            if matches!(e, Errno::INTR | Errno::AGAIN) {
+                return self.start(key);
+            }
+            if op.stage == (Stage::Transfer { dsync: true })
+                && matches!(e, Errno::OPNOTSUPP | Errno::INVAL)
+            {
+                self.dsync_refused = true;
+                op.stage = Stage::Transfer { dsync: false };
+                return self.start(key);
+            }
+            return Some(self.finish(key, Err(BackendError::from_os(bop, e))));
+        }
+        let n = res as usize;
+        match (op.stage, op.op) {
+            (Stage::Sync, _) | (_, IoOp::Flush) => Some(self.finish(key, Ok(()))),
+            (Stage::Transfer { .. }, IoOp::Read) if n == 0 => {
+                // A file truncated behind our back: the missing tail reads as zeroes.
+                op.buf[op.done..op.len].fill(0);
+                Some(self.finish(key, Ok(())))
+            }
+            (Stage::Transfer { .. }, IoOp::Write { .. }) if n == 0 => {
+                Some(self.finish(key, Err(BackendError::from_os(bop, Errno::IO))))
+            }
+            (Stage::Transfer { dsync }, io) => {
+                op.done = (op.done + n).min(op.len);
+                if op.done < op.len {
+                    return self.start(key);
+                }
+                if io == (IoOp::Write { fua: true }) && !dsync {
+                    op.stage = Stage::Sync;
+                    return self.start(key);
+                }
+                Some(self.finish(key, Ok(())))
+            }
+        }
+    }
+
+    fn finish(&mut self, key: usize, result: device::backend::BackendResult<()>) -> IoDone {
+        let op = self.ops.remove(key);
+        IoDone {
+            tag: op.tag,
+            buf: op.buf,
+            result,
+        }
+    }
+}
+
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        self.irq = None;
+        let deadline = Instant::now() + DROP_WAIT;
+        let mut out = Vec::new();
+        while !self.ops.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            self.wait(&mut out, left);
+            out.clear();
+        }
+        if !self.ops.is_empty() {
+            tracing::error!(
+                in_flight = self.ops.len(),
+                "file miniport: io_uring requests did not finish; leaking their buffers"
+            );
+            for op in self.ops.drain() {
+                std::mem::forget(op.buf);
+            }
+        }
+    }
+}
