@@ -185,7 +185,8 @@ pub struct BenchConfig {
     pub queue_depth: u32,
     /// Submitting threads.
     pub threads: u32,
-    /// How long to run.
+    /// How long to run (seconds in JSON).
+    #[serde(with = "secs")]
     pub duration: Duration,
     /// Disk size in bytes (null / ram; a new or empty file is created this large).
     pub size: u64,
@@ -197,7 +198,8 @@ pub struct BenchConfig {
     pub verify: bool,
     /// Seed of the workload's random numbers.
     pub seed: u64,
-    /// How often the progress callback is called.
+    /// How often the progress callback is called (seconds in JSON).
+    #[serde(with = "secs")]
     pub progress_interval: Duration,
 }
 
@@ -218,6 +220,22 @@ impl Default for BenchConfig {
             seed: 1,
             progress_interval: Duration::from_millis(100),
         }
+    }
+}
+
+/// Durations as seconds (a float) in JSON.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let v = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(v).map_err(serde::de::Error::custom)
     }
 }
 
