@@ -1,10 +1,12 @@
 //! Building the adapter and the disk a benchmark runs against.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use class::Disk;
-use device::backend::{NullBackend, RamBackend};
+use device::backend::{FileBackend, NullBackend, RamBackend};
 use device::{BlockBackend, LogicalUnit, LuConfig};
+use miniports::file::{FileAdapterConfig, FileLu, FileMiniport};
 use miniports::ram::RamMiniport;
 use port::{Adapter, Address, PortOptions};
 
@@ -42,10 +44,34 @@ impl Bench {
                 let b = RamBackend::new(blocks, lbs).ok_or_else(bad)?;
                 Self::with_backend(cfg, Arc::new(b))
             }
-            MiniportKind::File { .. } => Err(BenchError::Unsupported(
-                "the file miniport is not in the miniports crate yet".into(),
-            )),
+            MiniportKind::File { path } => Self::file(cfg, path),
         }
+    }
+
+    /// The file miniport on `path`: an existing file keeps its size (its data is overwritten
+    /// by write patterns); a missing or empty one is created with `size` bytes. Verify mode
+    /// starts from a fresh (sparse, zero) file, since it expects unwritten blocks to read as
+    /// zeroes.
+    fn file(cfg: &BenchConfig, path: &Path) -> Result<Bench, BenchError> {
+        if cfg.model == Model::Storport {
+            return Err(storport_unsupported());
+        }
+        let io = |e: std::io::Error| BenchError::Backend(format!("{}: {e}", path.display()));
+        if cfg.verify {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(path)
+                .map_err(io)?;
+        }
+        let file = FileBackend::open(path, cfg.logical_block_size, Some(cfg.size))
+            .map_err(|e| BenchError::Backend(e.to_string()))?;
+        let lu = FileLu::new(LU, LuConfig::default(), Arc::new(file))
+            .map_err(|e| BenchError::Backend(e.to_string()))?;
+        let hw = FileAdapterConfig::single(vec![lu]);
+        let adapter = port::initialize::<FileMiniport>(hw, port_options(cfg))?.remove(0);
+        Self::open(cfg, adapter)
     }
 
     /// Brings up a ram-miniport adapter over `backend` and opens its disk.
@@ -55,11 +81,7 @@ impl Bench {
     ) -> Result<Bench, BenchError> {
         validate(cfg)?;
         if cfg.model == Model::Storport {
-            return Err(BenchError::Unsupported(
-                "the Storport model: the ram and null miniports do not implement \
-                 StorportMiniport yet"
-                    .into(),
-            ));
+            return Err(storport_unsupported());
         }
         let lu = LogicalUnit::try_new(LuConfig::default(), backend)
             .map_err(|e| BenchError::Backend(e.to_string()))?;
@@ -112,6 +134,14 @@ impl Bench {
         let _ = self.adapter.shutdown();
         Ok(report)
     }
+}
+
+fn storport_unsupported() -> BenchError {
+    BenchError::Unsupported(
+        "the Storport model: the null, ram and file miniports do not implement \
+         StorportMiniport yet"
+            .into(),
+    )
 }
 
 fn port_options(cfg: &BenchConfig) -> PortOptions {

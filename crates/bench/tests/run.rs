@@ -102,6 +102,32 @@ fn raw_srbs_and_several_threads() {
 }
 
 #[test]
+fn file_miniport_patterns_and_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("disk.img");
+    for p in [Pattern::RandRead, Pattern::RandWrite, Pattern::Write] {
+        sane(&BenchConfig {
+            queue_depth: 8,
+            size: 8 << 20,
+            ..cfg(MiniportKind::File { path: path.clone() }, p)
+        });
+    }
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 << 20);
+    let r = sane(&BenchConfig {
+        verify: true,
+        queue_depth: 8,
+        size: 1 << 20,
+        ..cfg(
+            MiniportKind::File { path: path.clone() },
+            Pattern::Mixed { read_percent: 50 },
+        )
+    });
+    let v = r.verify.unwrap();
+    assert!(v.reads_checked > 0);
+    assert_eq!(v.mismatches, 0, "{v:?}");
+}
+
+#[test]
 fn verify_finds_no_mismatch_on_a_healthy_disk() {
     for raw in [false, true] {
         let r = sane(&BenchConfig {
