@@ -719,7 +719,9 @@ impl DiskQueue {
 
     /// Keeps the SRB (and a bounce buffer) for reuse.
     fn recycle(&mut self, mut srb: Srb) {
-        if srb.data.capacity() > 0 && self.bounce.len() < self.slots.len() {
+        if srb.data.capacity() > 0
+            && self.bounce.len() < self.slots.len() * MAX_PIECES_IN_FLIGHT as usize
+        {
             self.bounce.push(std::mem::take(&mut srb.data));
         }
         srb.data = Vec::new();
