@@ -17,11 +17,11 @@
 //! - [`PolledFileMiniport`] is the same adapter without an interrupt routine: while requests are
 //!   in flight it asks for its timer (`request_timer_call`, every [`POLL_INTERVAL_US`] µs) and
 //!   the timer routine reaps.
-//! - Resets (`reset_bus`, RESET_LOGICAL_UNIT, RESET_DEVICE) and ABORT_COMMAND wait — under the
-//!   interrupt lock, up to [`RESET_DRAIN_TIMEOUT`] — for the kernel to finish the affected
-//!   requests, and complete them with BUS_RESET (ABORTED for the abort target). A request the
-//!   kernel has not finished by then stays in flight marked with that status and completes
-//!   when its I/O does; a request is completed exactly once either way.
+//! - Resets (`reset_bus`, RESET_LOGICAL_UNIT, RESET_DEVICE) and ABORT_COMMAND wait — under
+//!   the interrupt lock, up to [`FileAdapterConfig::reset_drain_timeout`] — for the kernel to
+//!   finish the affected requests, and complete them with BUS_RESET (ABORTED for the abort
+//!   target). A request the kernel has not finished by then stays in flight marked with that
+//!   status and completes when its I/O does; a request is completed exactly once either way.
 //!
 //! # Buffer ownership
 //!
@@ -65,7 +65,7 @@ use crate::{DiskLu, complete_srb, device_nexus};
 /// Timer period of the polled configuration while requests are in flight, in µs.
 pub const POLL_INTERVAL_US: u32 = 100;
 
-/// How long a reset or an abort waits for the kernel to finish the requests it affects.
+/// Default of [`FileAdapterConfig::reset_drain_timeout`].
 pub const RESET_DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Default number of threads of the `pread` / `pwrite` pool.
@@ -124,6 +124,9 @@ pub struct FileAdapterConfig {
     pub engine: EngineKind,
     /// Threads of the `pread` / `pwrite` pool (when it is used).
     pub threads: usize,
+    /// How long a reset or abort waits for the kernel to finish the requests it affects
+    /// (under the interrupt lock) before leaving them to complete later.
+    pub reset_drain_timeout: Duration,
 }
 
 impl FileAdapterConfig {
@@ -134,6 +137,7 @@ impl FileAdapterConfig {
             maximum_transfer_length: 8 << 20,
             engine: EngineKind::Auto,
             threads: DEFAULT_THREADS,
+            reset_drain_timeout: RESET_DRAIN_TIMEOUT,
         }
     }
 
@@ -165,6 +169,7 @@ struct FileHba {
     /// Reaped completions (reused).
     done: Vec<IoDone>,
     stopped: bool,
+    drain_timeout: Duration,
 }
 
 impl FileHba {
@@ -203,6 +208,7 @@ impl FileHba {
             in_flight: Slab::with_capacity(slots),
             done: Vec::with_capacity(slots),
             stopped: false,
+            drain_timeout: hw.reset_drain_timeout,
         })
     }
 
@@ -353,8 +359,9 @@ impl FileHba {
     }
 
     /// Marks the in-flight requests matching `filter` to complete with `status` and waits (up
-    /// to [`RESET_DRAIN_TIMEOUT`]) until the kernel has finished them. Other requests that
-    /// finish meanwhile complete normally. True when none is left in flight.
+    /// to [`FileAdapterConfig::reset_drain_timeout`]) until the kernel has finished them.
+    /// Other requests that finish meanwhile complete normally. True when none of the matching
+    /// ones is left in flight.
     fn drain<M: Miniport>(
         &mut self,
         port: &mut PortContext<'_, M>,
@@ -375,7 +382,7 @@ impl FileHba {
                 f.forced = Some(status);
             }
         }
-        let deadline = Instant::now() + RESET_DRAIN_TIMEOUT;
+        let deadline = Instant::now() + self.drain_timeout;
         let mut done = std::mem::take(&mut self.done);
         let drained = loop {
             self.engine.reap(&mut done);

@@ -150,6 +150,15 @@ impl Engine {
             Engine::Threads(t) => t.in_flight(),
         }
     }
+
+    /// Test hook: hold the thread pool's jobs until `gate` opens.
+    #[cfg(test)]
+    pub(crate) fn set_gate(&mut self, gate: Arc<Gate>) {
+        match self {
+            Engine::Threads(t) => *t.done.gate.lock() = Some(gate),
+            Engine::Uring(_) => panic!("only the thread pool can be gated"),
+        }
+    }
 }
 
 /// Completions the pool threads hand back.
@@ -158,6 +167,32 @@ struct DoneQueue {
     cv: Condvar,
     /// Raised after each completion (`None`: polled configuration).
     line: Option<InterruptLine>,
+    /// Test hook: the workers hold every job until the gate opens.
+    #[cfg(test)]
+    gate: Mutex<Option<Arc<Gate>>>,
+}
+
+/// Test hook holding the pool's jobs "in the kernel" until opened.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Gate {
+    open: Mutex<bool>,
+    cv: Condvar,
+}
+
+#[cfg(test)]
+impl Gate {
+    pub(crate) fn open(&self) {
+        *self.open.lock() = true;
+        self.cv.notify_all();
+    }
+
+    fn pass(&self) {
+        let mut open = self.open.lock();
+        while !*open {
+            self.cv.wait(&mut open);
+        }
+    }
 }
 
 /// A pool of threads doing positioned I/O with the backend's own synchronous calls
@@ -182,6 +217,8 @@ impl ThreadEngine {
             list: Mutex::new(Vec::with_capacity(slots)),
             cv: Condvar::new(),
             line,
+            #[cfg(test)]
+            gate: Mutex::new(None),
         });
         for i in 0..threads.clamp(1, 64) {
             let rx = rx.clone();
@@ -243,6 +280,13 @@ impl ThreadEngine {
 
 fn worker(jobs: Receiver<IoRequest>, done: Arc<DoneQueue>) {
     for mut req in jobs {
+        #[cfg(test)]
+        {
+            let gate = done.gate.lock().clone();
+            if let Some(gate) = gate {
+                gate.pass();
+            }
+        }
         let file = &req.file;
         let op = req.backend_op();
         let short = || BackendError::new(BackendErrorKind::OutOfRange, op);

@@ -87,6 +87,13 @@ impl Rig {
         }
     }
 
+    /// Runs port ticks until the hold-off after a bus reset is over (no automatic tick here).
+    fn end_hold_off(&self) {
+        for _ in 0..=self.adapter.options().reset_hold_off_ticks {
+            self.adapter.tick();
+        }
+    }
+
     /// TEST UNIT READY until GOOD (the power-on unit attention is reported once).
     fn clear_unit_attention(&self) {
         for _ in 0..4 {
@@ -515,15 +522,22 @@ fn bus_reset_with_io_in_flight_completes_each_request_once() {
                 .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
                 .unwrap();
             assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+            // Requests still queued in the port start once the reset hold-off is over (the
+            // port's tick is manual here).
+            rig.end_hold_off();
             let mut seen = vec![0u32; N as usize];
+            let mut ua_seen = 0;
             let mut n = 0;
             while n < N {
                 for srb in sink.take() {
                     let s = srb.srb_status.status();
-                    assert!(
-                        s == SrbStatus::SUCCESS || s == SrbStatus::BUS_RESET,
-                        "{engine:?}: {s:?}"
-                    );
+                    let ua = |srb: &Srb| (srb.sense()[2] & 0x0F, srb.sense()[12]) == (6, 0x29);
+                    match s {
+                        SrbStatus::SUCCESS | SrbStatus::BUS_RESET => {}
+                        // Started after the reset: the first one reports it (29/02).
+                        SrbStatus::ERROR if ua(&srb) => ua_seen += 1,
+                        _ => panic!("{engine:?} polled={polled}: {s:?} {:02x?}", srb.sense()),
+                    }
                     seen[srb.original_request as usize] += 1;
                     n += 1;
                 }
@@ -531,13 +545,14 @@ fn bus_reset_with_io_in_flight_completes_each_request_once() {
             assert!(seen.iter().all(|&c| c == 1), "{engine:?}: {seen:?}");
             assert_eq!(rig.in_flight(), 0);
             assert_eq!(rig.adapter.port_counters().late_completions, 0);
-            // The hold-off passes; the reset shows as a unit attention (29/02).
-            for _ in 0..=rig.adapter.options().reset_hold_off_ticks {
-                rig.adapter.tick();
+            // The reset shows as a unit attention (29/02), once: to a write started after it,
+            // or else to the next command.
+            let tur = rig.run(cdb(&[0, 0, 0, 0, 0, 0]), None, 0);
+            if tur.scsi_status == 2 {
+                assert_eq!((tur.sense()[2] & 0x0F, tur.sense()[12]), (6, 0x29));
+                ua_seen += 1;
             }
-            let ua = rig.run(cdb(&[0, 0, 0, 0, 0, 0]), None, 0);
-            assert_eq!(ua.scsi_status, 2, "{engine:?} polled={polled}");
-            assert_eq!((ua.sense()[2] & 0x0F, ua.sense()[12]), (6, 0x29));
+            assert_eq!(ua_seen, 1, "{engine:?} polled={polled}");
             rig.adapter.shutdown().unwrap();
         }
     }
@@ -715,5 +730,202 @@ fn sigkill_after_synchronize_cache_keeps_the_data() {
     sigkill_after_completion("sync", "threads", 4096);
     if uring_available() {
         sigkill_after_completion("sync", "uring", 512);
+    }
+}
+
+// ---- Requests the kernel has not finished (thread pool held by a test gate) ----
+
+/// An interrupt-configuration adapter on the thread pool whose jobs wait for `gate`.
+fn gated_rig(drain: Duration) -> (Rig, Arc<engine::Gate>) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let backend = Arc::new(FileBackend::open(file.path(), 512, Some(BLOCKS * 512)).unwrap());
+    let lu = FileLu::new(ADDR, LuConfig::default(), backend.clone()).unwrap();
+    let mut hw = FileAdapterConfig::single(vec![lu]).with_engine(EngineKind::Threads);
+    hw.reset_drain_timeout = drain;
+    let options = PortOptions {
+        tick: None,
+        ..PortOptions::default()
+    };
+    let adapter = port::initialize::<FileMiniport>(hw, options)
+        .unwrap()
+        .remove(0);
+    let rig = Rig {
+        adapter,
+        file,
+        backend,
+        bs: 512,
+        polled: false,
+    };
+    rig.clear_unit_attention();
+    let gate = Arc::new(engine::Gate::default());
+    let g = gate.clone();
+    rig.adapter
+        .synchronize::<FileMiniport, _>(move |m, _| m.hba.engine.set_gate(g))
+        .unwrap();
+    (rig, gate)
+}
+
+/// Submits `n` one-block writes (original_request = LBA) and waits until all are in the
+/// kernel.
+fn submit_writes(rig: &Rig, sub: &port::Submitter, n: u64) {
+    for i in 0..n {
+        let mut srb = cdb(&write10(i as u32, 1, false)).with_data(
+            pattern(i, 1, 512, 4),
+            512,
+            DataDirection::Out,
+        );
+        srb.original_request = i;
+        sub.submit(srb);
+    }
+    for _ in 0..2000 {
+        if rig.in_flight() == n as usize {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("requests did not reach the engine: {}", rig.in_flight());
+}
+
+fn open_later(gate: &Arc<engine::Gate>, after: Duration) -> std::thread::JoinHandle<()> {
+    let gate = gate.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        gate.open();
+    })
+}
+
+/// Collects exactly `n` completions (bounded in time) and returns them by original_request.
+fn collect(sink: &Collect, n: usize) -> Vec<Srb> {
+    let mut all = Vec::new();
+    while all.len() < n {
+        all.extend(sink.take());
+    }
+    assert_eq!(all.len(), n, "exactly once");
+    all.sort_by_key(|s| s.original_request);
+    all
+}
+
+#[test]
+fn bus_reset_waits_for_the_kernel_and_returns_the_buffers() {
+    let (rig, gate) = gated_rig(Duration::from_secs(20));
+    let sink = Arc::new(Collect::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    submit_writes(&rig, &sub, 8);
+    let opener = open_later(&gate, Duration::from_millis(100));
+    let reset = rig
+        .adapter
+        .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
+        .unwrap();
+    opener.join().unwrap();
+    assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+    // reset_bus returned only after the kernel finished: nothing left in flight.
+    assert_eq!(rig.in_flight(), 0);
+    let done = collect(&sink, 8);
+    for (i, srb) in done.iter().enumerate() {
+        assert_eq!(srb.original_request, i as u64);
+        assert_eq!(srb.srb_status.status(), SrbStatus::BUS_RESET);
+        assert_eq!(
+            srb.data,
+            pattern(i as u64, 1, 512, 4),
+            "the buffer came back"
+        );
+    }
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.end_hold_off();
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn reset_that_cannot_wait_completes_the_requests_when_the_kernel_does() {
+    let (rig, gate) = gated_rig(Duration::from_millis(30));
+    let sink = Arc::new(Collect::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    submit_writes(&rig, &sub, 4);
+    let reset = rig
+        .adapter
+        .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
+        .unwrap();
+    assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+    // Still in the kernel, still owned by the miniport: nothing was completed yet.
+    assert_eq!(rig.in_flight(), 4);
+    assert!(sink.done.lock().is_empty());
+    gate.open();
+    let done = collect(&sink, 4);
+    assert!(
+        done.iter()
+            .all(|s| s.srb_status.status() == SrbStatus::BUS_RESET)
+    );
+    assert!(done.iter().all(|s| s.data.len() == 512));
+    assert_eq!(rig.in_flight(), 0);
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.end_hold_off();
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn abort_of_a_request_in_the_kernel() {
+    let (rig, gate) = gated_rig(Duration::from_secs(20));
+    let sink = Arc::new(Collect::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    submit_writes(&rig, &sub, 2);
+    let opener = open_later(&gate, Duration::from_millis(100));
+    let mut abort = Srb::function(SrbFunction::AbortCommand, ADDR);
+    abort.abort_target = 1;
+    abort.original_request = 100;
+    abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+    sub.submit(abort);
+    let done = collect(&sink, 3);
+    opener.join().unwrap();
+    let status: Vec<_> = done
+        .iter()
+        .map(|s| (s.original_request, s.srb_status.status()))
+        .collect();
+    assert_eq!(
+        status,
+        [
+            (0, SrbStatus::SUCCESS),
+            (1, SrbStatus::ABORTED),
+            (100, SrbStatus::SUCCESS)
+        ]
+    );
+    assert_eq!(rig.in_flight(), 0);
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_with_requests_in_the_kernel_completes_each_once() {
+    let (rig, gate) = gated_rig(Duration::from_secs(20));
+    let sink = Arc::new(Collect::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    submit_writes(&rig, &sub, 3);
+    let opener = open_later(&gate, Duration::from_millis(50));
+    rig.adapter.shutdown().unwrap();
+    opener.join().unwrap();
+    let done = collect(&sink, 3);
+    assert!(
+        done.iter()
+            .all(|s| s.srb_status.status() == SrbStatus::BUS_RESET)
+    );
+    assert!(done.iter().all(|s| s.data.len() == 512), "buffers returned");
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+}
+
+/// A file truncated behind the LU's back: the missing part reads as zeroes (a short read
+/// followed by end of file, continued by the engine).
+#[test]
+fn reads_past_a_truncated_end_return_zeroes() {
+    for engine in engines() {
+        for bs in [512u32, 4096] {
+            let rig = Rig::new(engine, false, bs);
+            let data = pattern(8, 8, bs, 6);
+            ok(&rig.write(&write10(8, 8, false), data.clone()), "write");
+            rig.file.as_file().set_len(12 * u64::from(bs)).unwrap();
+            let r = rig.read(&read10(8, 8), data.len());
+            ok(&r, "read over the truncated end");
+            let half = 4 * bs as usize;
+            assert_eq!(r.data[..half], data[..half], "{engine:?}");
+            assert!(r.data[half..].iter().all(|&b| b == 0), "{engine:?}");
+            rig.adapter.shutdown().unwrap();
+        }
     }
 }

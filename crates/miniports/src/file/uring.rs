@@ -7,6 +7,10 @@
 //! queue ([`UringEngine::reap`]). In the polled configuration there is no eventfd and no
 //! thread: the timer routine reaps the (memory-mapped) completion queue.
 //!
+//! Requests belong to the thread that submitted them: when it exits, the kernel cancels those
+//! not yet started (ECANCELED). `start_io` runs on whichever thread runs the port's deferred
+//! stage, so such requests are simply submitted again (from the thread reaping them).
+//!
 //! Short transfers are continued, `EINTR` / `EAGAIN` retried, and a FUA write uses
 //! `RWF_DSYNC`; where the kernel or file system refuses that flag, the write is redone without
 //! it and followed by an `IORING_OP_FSYNC` with `DATASYNC`, as the synchronous backend does.
@@ -31,6 +35,9 @@ use super::engine::{IoDone, IoRequest, backend_op};
 /// Largest piece of one request handed to the kernel in a single SQE (the SQE length is 32
 /// bits); longer transfers continue like short ones.
 const MAX_CHUNK: usize = 1 << 30;
+
+/// Resubmissions of a request the kernel gave back unstarted before it fails.
+const MAX_RETRIES: u32 = 64;
 
 /// How long dropping the engine waits for requests still in the kernel before it leaks their
 /// buffers (never frees memory the kernel may still write).
@@ -58,6 +65,8 @@ struct Op {
     /// Bytes already transferred.
     done: usize,
     stage: Stage,
+    /// Times the kernel gave the request back unstarted (EINTR, EAGAIN, ECANCELED).
+    retries: u32,
 }
 
 /// Wakes the adapter: the thread that turns the ring's eventfd into interrupts.
@@ -115,6 +124,8 @@ pub(crate) struct UringEngine {
     dsync_refused: bool,
     /// An `io_uring_enter` failed after SQEs were queued: submit again at the next chance.
     unsubmitted: bool,
+    /// Being dropped: cancelled requests are not resubmitted.
+    closing: bool,
     irq: Option<IrqThread>,
     /// Declared last: dropped after `Drop::drop` has waited for (or leaked) every buffer.
     ring: IoUring,
@@ -140,6 +151,7 @@ impl UringEngine {
             cqes: Vec::with_capacity(cq as usize),
             dsync_refused: false,
             unsubmitted: false,
+            closing: false,
             irq,
             ring,
         })
@@ -172,6 +184,7 @@ impl UringEngine {
             buf: req.buf,
             done: 0,
             stage,
+            retries: 0,
         });
         self.start(key)
     }
@@ -314,7 +327,14 @@ impl UringEngine {
         let bop = backend_op(op.op);
         if res < 0 {
             let e = Errno::from_raw_os_error(-res);
-            if matches!(e, Errno::INTR | Errno::AGAIN) {
+            // ECANCELED: this engine never cancels, but the kernel cancels the not yet started
+            // requests a thread submitted when that thread exits — and `start_io` runs on
+            // whichever thread runs the port's deferred stage (a submitter that may come and
+            // go). The request did not run: submit it again from this (live) thread.
+            let unstarted =
+                matches!(e, Errno::INTR | Errno::AGAIN) || (e == Errno::CANCELED && !self.closing);
+            if unstarted && op.retries < MAX_RETRIES {
+                op.retries += 1;
                 return self.start(key);
             }
             if op.stage == (Stage::Transfer { dsync: true })
@@ -364,6 +384,7 @@ impl UringEngine {
 impl Drop for UringEngine {
     fn drop(&mut self) {
         self.irq = None;
+        self.closing = true;
         let deadline = Instant::now() + DROP_WAIT;
         let mut out = Vec::new();
         while !self.ops.is_empty() {
