@@ -1,6 +1,6 @@
 //! Runs one benchmark from the command line until the cli has `scsiport bench`:
 //! `cargo run --release -p bench --example run -- MINIPORT PATTERN QD THREADS SECONDS [raw] [json]`
-//! e.g. `... -- null randread 32 1 5`.
+//! e.g. `... -- null randread 32 1 5`; `BS=65536` in the environment sets the block size.
 
 use std::time::Duration;
 
@@ -13,6 +13,10 @@ fn main() {
         queue_depth: arg(2, "1").parse().expect("queue depth"),
         threads: arg(3, "1").parse().expect("threads"),
         duration: Duration::from_secs_f64(arg(4, "5").parse().expect("seconds")),
+        block_size: std::env::var("BS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(4096),
         raw: args.iter().any(|a| a == "raw"),
         verify: args.iter().any(|a| a == "verify"),
         ..bench::BenchConfig::default()
