@@ -53,7 +53,7 @@ use device::{IoPlan, LogicalUnit, LuConfig, LuConfigError, Prepared, ResetKind, 
 use port::{
     AdapterControl, AdapterControlStatus, AdapterControlType, Address, AddressFilter,
     DataDirection, FindAdapterContext, FindAdapterResult, HwInitializationData, Miniport,
-    PortConfiguration, PortContext, SrbFunction, SrbId, SrbRef, SrbStatus,
+    PortConfiguration, PortContext, SrbFunction, SrbId, SrbRef, SrbStatus, StorportMiniport,
 };
 use slab::Slab;
 
@@ -110,6 +110,11 @@ impl FileLu {
     /// The file.
     pub fn file(&self) -> &Arc<FileBackend> {
         &self.file
+    }
+
+    /// Address and device, as the other virtual-disk miniports describe a LU.
+    pub fn disk(&self) -> &DiskLu {
+        &self.disk
     }
 }
 
@@ -556,6 +561,16 @@ impl Miniport for FileMiniport {
         control: AdapterControl<'_>,
     ) -> AdapterControlStatus {
         self.hba.adapter_control(control)
+    }
+}
+
+/// The file adapter also runs under the Storport model ([`port::initialize_storport`]): it
+/// needs nothing before `start_io`, so `build_io` is the default (accept every request).
+impl StorportMiniport for FileMiniport {
+    type Shared = ();
+
+    fn shared(&self) -> Arc<()> {
+        Arc::new(())
     }
 }
 

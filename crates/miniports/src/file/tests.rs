@@ -929,3 +929,79 @@ fn reads_past_a_truncated_end_return_zeroes() {
         }
     }
 }
+
+/// io_uring requests belong to the thread that submitted them; the kernel cancels the unstarted
+/// ones when it exits. Here the submitting thread (which runs `start_io` in the port's deferred
+/// stage) exits right after submitting FUA writes (which the kernel runs in its workers): every
+/// write must still complete successfully.
+#[test]
+fn io_uring_requests_survive_the_exit_of_the_submitting_thread() {
+    if !uring_available() {
+        eprintln!("io_uring refused here: skipped");
+        return;
+    }
+    for polled in [false, true] {
+        let rig = Rig::new(EngineKind::IoUring, polled, 4096);
+        let sink = Arc::new(Collect::default());
+        const N: u64 = 32;
+        for round in 0..8u64 {
+            let sub = rig.adapter.submitter(sink.clone());
+            std::thread::spawn(move || {
+                for i in 0..N {
+                    let lba = round * N + i;
+                    let mut srb = cdb(&write10(lba as u32, 1, true)).with_data(
+                        pattern(lba, 1, 4096, 8),
+                        4096,
+                        DataDirection::Out,
+                    );
+                    srb.original_request = lba;
+                    sub.submit(srb);
+                }
+            })
+            .join()
+            .unwrap();
+        }
+        let done = collect(&sink, 8 * N as usize);
+        for srb in &done {
+            ok(srb, "write submitted by a thread that exited");
+        }
+        assert_eq!(rig.file_bytes(0, 8 * N), pattern(0, 8 * N, 4096, 8));
+        rig.adapter.shutdown().unwrap();
+    }
+}
+
+#[test]
+fn runs_under_the_storport_model() {
+    for engine in engines() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let backend = Arc::new(FileBackend::open(file.path(), 512, Some(BLOCKS * 512)).unwrap());
+        let lu = FileLu::new(ADDR, LuConfig::default(), backend.clone()).unwrap();
+        let hw = FileAdapterConfig::single(vec![lu]).with_engine(engine);
+        let options = PortOptions {
+            tick: None,
+            ..PortOptions::default()
+        };
+        let adapter = port::initialize_storport::<FileMiniport>(hw, options)
+            .unwrap()
+            .remove(0);
+        assert!(adapter.is_storport());
+        let rig = Rig {
+            adapter,
+            file,
+            backend,
+            bs: 512,
+            polled: false,
+        };
+        rig.clear_unit_attention();
+        let data = pattern(5, 3, 512, 7);
+        ok(
+            &rig.write(&write10(5, 3, true), data.clone()),
+            "storport write",
+        );
+        let r = rig.read(&read10(5, 3), data.len());
+        ok(&r, "storport read");
+        assert_eq!(r.data, data);
+        assert_eq!(rig.file_bytes(5, 3), data);
+        rig.adapter.shutdown().unwrap();
+    }
+}
