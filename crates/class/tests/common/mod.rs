@@ -179,6 +179,15 @@ impl Miniport for FaultMiniport {
     }
 }
 
+/// The fault miniport also runs under the Storport model (nothing to build before start_io).
+impl port::StorportMiniport for FaultMiniport {
+    type Shared = ();
+
+    fn shared(&self) -> Arc<()> {
+        Arc::new(())
+    }
+}
+
 /// A backend whose size can grow at run time (up to the RAM backend under it).
 #[derive(Debug)]
 pub struct GrowingBackend {
@@ -220,6 +229,23 @@ pub fn adapter(
     maximum_transfer_length: u32,
     number_of_physical_breaks: u32,
 ) -> (Adapter, Arc<LogicalUnit>, Arc<Faults>) {
+    adapter_model(
+        backend,
+        maximum_transfer_length,
+        number_of_physical_breaks,
+        false,
+    )
+}
+
+/// [`adapter`] under the SCSI Port model or (`storport`) the Storport model. Under Storport the
+/// port retries BUSY itself without limit, on ticks; tests of the class driver's BUSY handling
+/// use the SCSI Port model.
+pub fn adapter_model(
+    backend: Arc<dyn BlockBackend>,
+    maximum_transfer_length: u32,
+    number_of_physical_breaks: u32,
+    storport: bool,
+) -> (Adapter, Arc<LogicalUnit>, Arc<Faults>) {
     let lu = Arc::new(LogicalUnit::new(LuConfig::default(), backend));
     let faults = Arc::new(Faults::default());
     let hw = FaultHw {
@@ -236,7 +262,13 @@ pub fn adapter(
         busy_retry_limit: 0,
         ..PortOptions::default()
     };
-    let mut adapters = port::initialize::<FaultMiniport>(Some(hw), options).expect("adapter");
+    let mut adapters = if storport {
+        port::initialize_storport::<FaultMiniport>(Some(hw), options)
+    } else {
+        port::initialize::<FaultMiniport>(Some(hw), options)
+    }
+    .expect("adapter");
+    assert_eq!(adapters[0].is_storport(), storport);
     (adapters.remove(0), lu, faults)
 }
 
