@@ -39,6 +39,18 @@ fn open_discovers_capacity_block_size_and_limits() {
     // The power-on unit attention was consumed by open (retried), not by the first I/O.
     disk.write(0, &[1u8; 4096]).unwrap();
     assert_eq!(faults.take_log().len(), 1);
+    // No LU there.
+    assert!(matches!(
+        Disk::open(&a, port::Address::new(0, 0, 1)),
+        Err(DiskError::Transport(_))
+    ));
+    // After the adapter is gone, requests fail (NO_HBA) instead of hanging.
+    a.shutdown().unwrap();
+    let mut buf = [0u8; 4096];
+    assert_eq!(
+        disk.read(0, &mut buf),
+        Err(DiskError::Transport(port::SrbStatus::NO_HBA))
+    );
 }
 
 #[test]
