@@ -53,9 +53,6 @@ impl Bench {
     /// starts from a fresh (sparse, zero) file, since it expects unwritten blocks to read as
     /// zeroes.
     fn file(cfg: &BenchConfig, path: &Path) -> Result<Bench, BenchError> {
-        if cfg.model == Model::Storport {
-            return Err(storport_unsupported());
-        }
         let io = |e: std::io::Error| BenchError::Backend(format!("{}: {e}", path.display()));
         if cfg.verify {
             std::fs::OpenOptions::new()
@@ -70,7 +67,11 @@ impl Bench {
         let lu = FileLu::new(LU, LuConfig::default(), Arc::new(file))
             .map_err(|e| BenchError::Backend(e.to_string()))?;
         let hw = FileAdapterConfig::single(vec![lu]);
-        let adapter = port::initialize::<FileMiniport>(hw, port_options(cfg))?.remove(0);
+        let adapter = match cfg.model {
+            Model::Scsiport => port::initialize::<FileMiniport>(hw, port_options(cfg))?,
+            Model::Storport => port::initialize_storport::<FileMiniport>(hw, port_options(cfg))?,
+        }
+        .remove(0);
         Self::open(cfg, adapter)
     }
 
@@ -138,8 +139,8 @@ impl Bench {
 
 fn storport_unsupported() -> BenchError {
     BenchError::Unsupported(
-        "the Storport model: the null, ram and file miniports do not implement \
-         StorportMiniport yet"
+        "the Storport model with the null and ram miniports: RamMiniport does not implement \
+         StorportMiniport yet (the file miniport does)"
             .into(),
     )
 }

@@ -114,6 +114,13 @@ fn file_miniport_patterns_and_verify() {
     }
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 << 20);
     let r = sane(&BenchConfig {
+        model: Model::Storport,
+        queue_depth: 8,
+        size: 8 << 20,
+        ..cfg(MiniportKind::File { path: path.clone() }, Pattern::RandRead)
+    });
+    assert_eq!(r.config.model, Model::Storport);
+    let r = sane(&BenchConfig {
         verify: true,
         queue_depth: 8,
         size: 1 << 20,
