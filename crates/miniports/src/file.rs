@@ -39,6 +39,32 @@
 //! `RWF_DSYNC` (or write + `fdatasync`), SYNCHRONIZE CACHE is `fdatasync`, and a request is
 //! completed only after the kernel reported its result: a completed FUA write or SYNCHRONIZE
 //! CACHE is on stable storage.
+//!
+//! # Use
+//!
+//! ```
+//! use std::sync::Arc;
+//! use device::{LuConfig, backend::FileBackend};
+//! use miniports::file::{EngineKind, FileAdapterConfig, FileLu, FileMiniport};
+//! use port::{Address, DataDirection, PortOptions, Srb, SrbStatus};
+//!
+//! let tmp = tempfile::NamedTempFile::new().unwrap();
+//! // The same FileBackend serves the LU (synchronous commands) and the miniport (I/O).
+//! let file = Arc::new(FileBackend::open(tmp.path(), 4096, Some(16 << 20)).unwrap());
+//! let lu = FileLu::new(Address::new(0, 0, 0), LuConfig::default(), file).unwrap();
+//! let hw = FileAdapterConfig::single(vec![lu]).with_engine(EngineKind::Auto);
+//! // Or PolledFileMiniport, or port::initialize_storport::<FileMiniport>.
+//! let adapter = port::initialize::<FileMiniport>(hw, PortOptions::default())
+//!     .unwrap()
+//!     .remove(0);
+//! // WRITE(10) with FUA: when it completes, the data is on stable storage.
+//! let w = Srb::execute_scsi(Address::new(0, 0, 0), &[0x2A, 0x08, 0, 0, 0, 0, 0, 0, 1, 0])
+//!     .unwrap()
+//!     .with_data(vec![0xA5; 4096], 4096, DataDirection::Out);
+//! let w = adapter.execute_and_wait(w).unwrap();
+//! assert_eq!(w.srb_status.status(), SrbStatus::SUCCESS);
+//! adapter.shutdown().unwrap();
+//! ```
 
 mod engine;
 #[cfg(test)]
