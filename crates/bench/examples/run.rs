@@ -1,6 +1,7 @@
 //! Runs one benchmark from the command line until the cli has `scsiport bench`:
 //! `cargo run --release -p bench --example run -- MINIPORT PATTERN QD THREADS SECONDS [raw] [json]`
-//! e.g. `... -- null randread 32 1 5`; `BS=65536` in the environment sets the block size.
+//! e.g. `... -- null randread 32 1 5`; `BS=65536` and `MODEL=storport` in
+//! the environment set the block size and the port model.
 
 use std::time::Duration;
 
@@ -17,6 +18,10 @@ fn main() {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(4096),
+        model: std::env::var("MODEL")
+            .ok()
+            .map(|m| m.parse().unwrap_or_else(|e| panic!("{e}")))
+            .unwrap_or(bench::Model::Scsiport),
         raw: args.iter().any(|a| a == "raw"),
         verify: args.iter().any(|a| a == "verify"),
         ..bench::BenchConfig::default()
