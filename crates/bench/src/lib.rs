@@ -8,7 +8,9 @@
 //! (hdrhistogram, per thread, merged at the end) and process CPU time per I/O
 //! ([`BenchReport`], serializable to JSON). In verify mode every write carries a verifiable
 //! pattern (unit number + generation) and every read is checked against the last generation
-//! written; mismatches are counted.
+//! written; mismatches are counted. Each thread then keeps to its own units (unit % threads)
+//! and never has two requests on one unit in flight, so a read can only see the last write;
+//! verify needs a disk that keeps data and starts out zero (ram, or a file it recreates).
 //!
 //! ```text
 //! let cfg = BenchConfig { miniport: MiniportKind::Ram, pattern: Pattern::RandRead,
@@ -447,9 +449,7 @@ pub(crate) struct ThreadResult {
 impl ThreadResult {
     pub(crate) fn new() -> Self {
         Self {
-            // 1 ns .. 60 s, 3 significant digits.
-            hist: Histogram::new_with_bounds(1, 60_000_000_000, 3)
-                .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!())),
+            hist: histogram(),
             reads: 0,
             writes: 0,
             errors: 0,
@@ -466,6 +466,12 @@ impl ThreadResult {
             self.first_error = Some(e.to_string());
         }
     }
+}
+
+/// A latency histogram in nanoseconds: 1 ns .. 60 s, 3 significant digits (larger values are
+/// clamped to 60 s by `saturating_record`).
+pub(crate) fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("constant bounds are valid")
 }
 
 /// Shared state of the submitting threads.
@@ -490,8 +496,7 @@ pub(crate) fn report(
     started: Instant,
     cpu: Duration,
 ) -> BenchReport {
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3)
-        .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()));
+    let mut hist = histogram();
     let mut r = BenchReport {
         config: cfg.clone(),
         path: if cfg.raw { "raw" } else { "class" }.into(),

@@ -82,7 +82,7 @@ impl<'a> Thread<'a> {
         match ok {
             Ok(()) => {
                 let ns = now.duration_since(s.start).as_nanos() as u64;
-                let _ = self.res.hist.record(ns.max(1));
+                self.res.hist.saturating_record(ns.max(1));
                 if s.io.write {
                     self.res.writes += 1;
                 } else {
