@@ -3,37 +3,81 @@
 //! Every request is executed and completed inside [`start_io`](RamMiniport::start_io), under
 //! the adapter's interrupt lock, followed by NextRequest (or NextLuRequest when the adapter runs
 //! tagged): the seed's "complete during HwStartIo" fast path. There is no interrupt routine.
+//!
+//! The adapter runs under both I/O models: [`port::initialize`] (SCSI Port) and
+//! [`port::initialize_storport`] (Storport, see the `StorportMiniport` impl below).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use device::{LogicalUnit, ResetKind};
 use port::{
     AdapterControl, AdapterControlStatus, AdapterControlType, AddressFilter, FindAdapterContext,
-    FindAdapterResult, HwInitializationData, Miniport, PortConfiguration, PortContext, SrbFunction,
-    SrbRef, SrbStatus,
+    FindAdapterResult, HwInitializationData, Miniport, PortConfiguration, PortContext, Srb,
+    SrbFunction, SrbRef, SrbStatus, StorportMiniport,
 };
 
 use crate::{DiskAdapterConfig, DiskLu, execute_srb, find_lu};
 
-/// Device extension of a RAM (or null) disk adapter.
+/// Device extension of a RAM (or null) disk adapter. Everything it has is in its
+/// [`RamShared`] part: the LUs are thread-safe devices, so the Storport paths that run without
+/// the interrupt lock (`build_io`, full-duplex `start_io`) use the same state.
 #[derive(Debug)]
 pub struct RamMiniport {
-    lus: Vec<DiskLu>,
-    stopped: bool,
+    shared: Arc<RamShared>,
 }
 
-impl RamMiniport {
-    /// The LUs of this adapter.
-    pub fn logical_units(&self) -> &[DiskLu] {
-        &self.lus
-    }
+/// The part of a RAM adapter shared by every routine (`StorportMiniport::Shared`).
+#[derive(Debug)]
+pub struct RamShared {
+    lus: Vec<DiskLu>,
+    /// Set by ScsiStopAdapter, cleared by ScsiRestartAdapter.
+    stopped: AtomicBool,
+}
 
+impl RamShared {
     fn lu_reset(&self, filter: AddressFilter, kind: ResetKind) {
         for d in &self.lus {
             if filter.matches(d.address) {
                 d.lu.reset(kind);
             }
         }
+    }
+
+    /// Executes `srb` (any function the adapter handles) and sets its status.
+    fn execute(&self, srb: &mut Srb) {
+        let address = srb.address;
+        match srb.function {
+            SrbFunction::ExecuteScsi => match find_lu(&self.lus, address) {
+                Some(lu) if !self.stopped.load(Ordering::Acquire) => execute_srb(lu, srb),
+                Some(_) => srb.srb_status = SrbStatus::NOT_POWERED,
+                None => srb.srb_status = SrbStatus::SELECTION_TIMEOUT,
+            },
+            // Requests complete inside start_io: there is never one to abort.
+            SrbFunction::AbortCommand => srb.srb_status = SrbStatus::ABORT_FAILED,
+            SrbFunction::ResetLogicalUnit => {
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.lu_reset(AddressFilter::lu(address), ResetKind::LogicalUnitReset);
+            }
+            SrbFunction::ResetDevice => {
+                srb.srb_status = SrbStatus::SUCCESS;
+                self.lu_reset(
+                    AddressFilter::target(address.path_id, address.target_id),
+                    ResetKind::TargetReset,
+                );
+            }
+            SrbFunction::Flush | SrbFunction::Shutdown => {
+                srb.srb_status = flush_all(&self.lus);
+            }
+            _ => srb.srb_status = SrbStatus::INVALID_REQUEST,
+        }
+    }
+}
+
+impl RamMiniport {
+    /// The LUs of this adapter.
+    pub fn logical_units(&self) -> &[DiskLu] {
+        &self.shared.lus
     }
 }
 
@@ -66,8 +110,10 @@ impl Miniport for RamMiniport {
         }
         configure(config, &lus, hw.maximum_transfer_length);
         FindAdapterResult::Found(RamMiniport {
-            lus,
-            stopped: false,
+            shared: Arc::new(RamShared {
+                lus,
+                stopped: AtomicBool::new(false),
+            }),
         })
     }
 
@@ -81,30 +127,7 @@ impl Miniport for RamMiniport {
         };
         let address = srb.address;
         let tagged = srb.queue_tag != port::SP_UNTAGGED;
-        match srb.function {
-            SrbFunction::ExecuteScsi => match find_lu(&self.lus, address) {
-                Some(lu) if !self.stopped => execute_srb(lu, srb),
-                Some(_) => srb.srb_status = SrbStatus::NOT_POWERED,
-                None => srb.srb_status = SrbStatus::SELECTION_TIMEOUT,
-            },
-            // Requests complete inside start_io: there is never one to abort.
-            SrbFunction::AbortCommand => srb.srb_status = SrbStatus::ABORT_FAILED,
-            SrbFunction::ResetLogicalUnit => {
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.lu_reset(AddressFilter::lu(address), ResetKind::LogicalUnitReset);
-            }
-            SrbFunction::ResetDevice => {
-                srb.srb_status = SrbStatus::SUCCESS;
-                self.lu_reset(
-                    AddressFilter::target(address.path_id, address.target_id),
-                    ResetKind::TargetReset,
-                );
-            }
-            SrbFunction::Flush | SrbFunction::Shutdown => {
-                srb.srb_status = flush_all(&self.lus);
-            }
-            _ => srb.srb_status = SrbStatus::INVALID_REQUEST,
-        }
+        self.shared.execute(srb);
         port.request_complete(r);
         if tagged {
             port.next_lu_request(address);
@@ -116,7 +139,8 @@ impl Miniport for RamMiniport {
 
     fn reset_bus(&mut self, port: &mut PortContext<'_, Self>, path_id: u8) -> bool {
         // Nothing is ever outstanding here; the LUs see the reset as a unit attention.
-        self.lu_reset(AddressFilter::bus(path_id), ResetKind::TargetReset);
+        self.shared
+            .lu_reset(AddressFilter::bus(path_id), ResetKind::TargetReset);
         port.next_request();
         true
     }
@@ -132,11 +156,21 @@ impl Miniport for RamMiniport {
                 list.set(AdapterControlType::StopAdapter);
                 list.set(AdapterControlType::RestartAdapter);
             }
-            AdapterControl::StopAdapter => self.stopped = true,
-            AdapterControl::RestartAdapter => self.stopped = false,
+            AdapterControl::StopAdapter => self.shared.stopped.store(true, Ordering::Release),
+            AdapterControl::RestartAdapter => self.shared.stopped.store(false, Ordering::Release),
             AdapterControl::SetBootConfig | AdapterControl::SetRunningConfig => {}
         }
         AdapterControlStatus::Success
+    }
+}
+
+/// The RAM adapter under the Storport model. `build_io` has nothing to prepare (the default);
+/// `start_io` executes and completes the request in place.
+impl StorportMiniport for RamMiniport {
+    type Shared = RamShared;
+
+    fn shared(&self) -> Arc<RamShared> {
+        self.shared.clone()
     }
 }
 
