@@ -393,9 +393,6 @@ pub enum BenchError {
     /// The configuration is inconsistent.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// The combination is not available (yet).
-    #[error("not supported: {0}")]
-    Unsupported(String),
     /// The disk could not be created.
     #[error("backend: {0}")]
     Backend(String),

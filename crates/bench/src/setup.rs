@@ -75,19 +75,20 @@ impl Bench {
         Self::open(cfg, adapter)
     }
 
-    /// Brings up a ram-miniport adapter over `backend` and opens its disk.
+    /// Brings up a ram-miniport adapter (under `cfg.model`) over `backend` and opens its disk.
     pub fn with_backend(
         cfg: &BenchConfig,
         backend: Arc<dyn BlockBackend>,
     ) -> Result<Bench, BenchError> {
         validate(cfg)?;
-        if cfg.model == Model::Storport {
-            return Err(storport_unsupported());
-        }
         let lu = LogicalUnit::try_new(LuConfig::default(), backend)
             .map_err(|e| BenchError::Backend(e.to_string()))?;
         let hw = miniports::ram::single_adapter(vec![(LU, Arc::new(lu))]);
-        let adapter = port::initialize::<RamMiniport>(hw, port_options(cfg))?.remove(0);
+        let adapter = match cfg.model {
+            Model::Scsiport => port::initialize::<RamMiniport>(hw, port_options(cfg))?,
+            Model::Storport => port::initialize_storport::<RamMiniport>(hw, port_options(cfg))?,
+        }
+        .remove(0);
         Self::open(cfg, adapter)
     }
 
@@ -135,14 +136,6 @@ impl Bench {
         let _ = self.adapter.shutdown();
         Ok(report)
     }
-}
-
-fn storport_unsupported() -> BenchError {
-    BenchError::Unsupported(
-        "the Storport model with the null and ram miniports: RamMiniport does not implement \
-         StorportMiniport yet (the file miniport does)"
-            .into(),
-    )
 }
 
 fn port_options(cfg: &BenchConfig) -> PortOptions {

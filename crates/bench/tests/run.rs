@@ -86,6 +86,27 @@ fn every_pattern_on_ram() {
 }
 
 #[test]
+fn storport_model_on_null_and_ram() {
+    for (m, p) in [
+        (MiniportKind::Null, Pattern::RandRead),
+        (MiniportKind::Ram, Pattern::Mixed { read_percent: 50 }),
+    ] {
+        let r = sane(&BenchConfig {
+            model: Model::Storport,
+            queue_depth: 8,
+            ..cfg(m.clone(), p)
+        });
+        assert_eq!(r.config.model, Model::Storport);
+        sane(&BenchConfig {
+            model: Model::Storport,
+            raw: true,
+            queue_depth: 8,
+            ..cfg(m, p)
+        });
+    }
+}
+
+#[test]
 fn raw_srbs_and_several_threads() {
     sane(&BenchConfig {
         raw: true,
@@ -208,14 +229,16 @@ fn verify_catches_a_corrupted_block() {
 #[test]
 fn configuration_errors_are_reported() {
     let base = cfg(MiniportKind::Null, Pattern::RandRead);
-    let storport = BenchConfig {
-        model: Model::Storport,
+    let file_dir = BenchConfig {
+        miniport: MiniportKind::File {
+            path: "/nonexistent-dir/x.img".into(),
+        },
         ..base.clone()
     };
-    match run(&storport, |_| {}) {
-        Err(BenchError::Unsupported(m)) => assert!(m.contains("Storport")),
-        other => panic!("{other:?}"),
-    }
+    assert!(matches!(
+        run(&file_dir, |_| {}),
+        Err(BenchError::Backend(_))
+    ));
     let null_verify = BenchConfig {
         verify: true,
         ..base.clone()
