@@ -16,6 +16,7 @@ use device::backend::{FileBackend, NullBackend, RamBackend};
 use device::{BlockBackend, LogicalUnit, LuConfig};
 use iscsi::config::{ChapConfig, ChapCredential, LunMapping, ServerConfig, TargetConfig};
 use iscsi::service::LuHandle;
+use miniports::file::{FileAdapterConfig, FileLu, FileMiniport};
 use miniports::ram::RamMiniport;
 use miniports::{DiskAdapterConfig, DiskLu};
 use port::{Adapter, Address, PortOptions};
@@ -44,29 +45,24 @@ fn derived_serial(name: &str) -> String {
     format!("{h:016x}")
 }
 
-fn open_backend(
+/// The backend of a `ram` or `null` LU (file LUs are built with their miniport).
+fn memory_backend(
     key: &str,
-    kind: MiniportKind,
+    null: bool,
     lu: &config::LogicalUnit,
 ) -> Result<Arc<dyn BlockBackend>> {
     let bs = lu.block_size;
-    let blocks = lu.size.map(|s| s.as_u64() / u64::from(bs));
-    Ok(match kind {
-        MiniportKind::Ram => Arc::new(
-            RamBackend::new(blocks.unwrap_or(0), bs)
-                .ok_or_else(|| anyhow!("{key}: cannot create a RAM disk of that size"))?,
-        ),
-        MiniportKind::Null => Arc::new(
-            NullBackend::new(blocks.unwrap_or(0), bs)
+    let blocks = lu.size.map_or(0, |s| s.as_u64() / u64::from(bs));
+    Ok(if null {
+        Arc::new(
+            NullBackend::new(blocks, bs)
                 .ok_or_else(|| anyhow!("{key}: cannot create a null disk of that size"))?,
-        ),
-        MiniportKind::File => {
-            let path = lu.file.as_ref().expect("validated: file LUs have a file");
-            Arc::new(
-                FileBackend::open(path, bs, lu.size.map(|s| s.as_u64()))
-                    .with_context(|| format!("{key}.file: {}", path.display()))?,
-            )
-        }
+        )
+    } else {
+        Arc::new(
+            RamBackend::new(blocks, bs)
+                .ok_or_else(|| anyhow!("{key}: cannot create a RAM disk of that size"))?,
+        )
     })
 }
 
@@ -82,9 +78,9 @@ pub fn build(config: &Config) -> Result<Stack> {
             );
         }
         let mut lus = Vec::new();
+        let mut file_lus = Vec::new();
         for (j, l) in a.lus.iter().enumerate() {
             let key = format!("adapter[{i}].lu[{j}]");
-            let backend = open_backend(&key, a.miniport, l)?;
             let name = format!("{}/{}:{}:{}", a.name, l.path, l.target, l.lun);
             let lu_config = LuConfig {
                 serial: l.serial.clone().unwrap_or_else(|| derived_serial(&name)),
@@ -93,18 +89,40 @@ pub fn build(config: &Config) -> Result<Stack> {
                 max_transfer_blocks: MAXIMUM_TRANSFER_LENGTH / l.block_size,
                 ..LuConfig::default()
             };
-            let lu = LogicalUnit::try_new(lu_config, backend).map_err(|e| anyhow!("{key}: {e}"))?;
-            lus.push(DiskLu {
-                address: Address::new(l.path, l.target, l.lun),
-                lu: Arc::new(lu),
-            });
+            let address = Address::new(l.path, l.target, l.lun);
+            if a.miniport == MiniportKind::File {
+                let path = l.file.as_ref().expect("validated: file LUs have a file");
+                let file = FileBackend::open(path, l.block_size, l.size.map(|s| s.as_u64()))
+                    .with_context(|| format!("{key}.file: {}", path.display()))?;
+                let f = FileLu::new(address, lu_config, Arc::new(file))
+                    .map_err(|e| anyhow!("{key}: {e}"))?;
+                lus.push(f.disk().clone());
+                file_lus.push(f);
+            } else {
+                let backend = memory_backend(&key, a.miniport == MiniportKind::Null, l)?;
+                let lu =
+                    LogicalUnit::try_new(lu_config, backend).map_err(|e| anyhow!("{key}: {e}"))?;
+                lus.push(DiskLu {
+                    address,
+                    lu: Arc::new(lu),
+                });
+            }
         }
-        let hw = DiskAdapterConfig {
-            adapters: vec![lus.clone()],
-            maximum_transfer_length: MAXIMUM_TRANSFER_LENGTH,
-        };
-        let found = port::initialize::<RamMiniport>(hw, PortOptions::default())
-            .map_err(|e| anyhow!("adapter[{i}] ({}): {e}", a.name))?;
+        let found = match a.miniport {
+            MiniportKind::File => {
+                let mut hw = FileAdapterConfig::single(file_lus);
+                hw.maximum_transfer_length = MAXIMUM_TRANSFER_LENGTH;
+                port::initialize::<FileMiniport>(hw, PortOptions::default())
+            }
+            MiniportKind::Ram | MiniportKind::Null => {
+                let hw = DiskAdapterConfig {
+                    adapters: vec![lus.clone()],
+                    maximum_transfer_length: MAXIMUM_TRANSFER_LENGTH,
+                };
+                port::initialize::<RamMiniport>(hw, PortOptions::default())
+            }
+        }
+        .map_err(|e| anyhow!("adapter[{i}] ({}): {e}", a.name))?;
         let adapter = found
             .into_iter()
             .next()
