@@ -433,6 +433,13 @@ impl LogicalUnit {
         let blocks = u64::from(req.cdb[13]);
         let fua = req.cdb[1] & 0x08 != 0;
         if blocks == 0 {
+            // Zero blocks transfer nothing (SBC-4 5.3). An initiator that still sends
+            // data-out most likely truncated a larger count into this one-byte field (256
+            // blocks reads as 0): refuse it as the field's error, as for a count above the
+            // limit, instead of succeeding without comparing anything.
+            if !req.data_out.is_empty() {
+                return Err(Sense::invalid_field_in_cdb(13, Some(7)).into());
+            }
             self.check_range(lba, 0)?;
             return Ok(Outcome::GOOD);
         }

@@ -399,7 +399,8 @@ impl LogicalUnit {
     /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35).
     pub(crate) fn report_supported_opcodes(&self, req: &mut ScsiRequest<'_>) -> HandlerResult {
         let cdb = req.cdb;
-        let rctd = cdb[1] & 0x80 != 0;
+        // RCTD is byte 2 bit 7, beside REPORTING OPTIONS (SPC-4 table 361).
+        let rctd = cdb[2] & 0x80 != 0;
         let options = cdb[2] & 0x07;
         let req_op = cdb[3];
         let req_sa = u16::from_be_bytes([cdb[4], cdb[5]]);

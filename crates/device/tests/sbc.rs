@@ -376,6 +376,20 @@ fn compare_and_write_writes_on_match_and_reports_offset_on_miscompare() {
             None,
         );
         good(&t.lu, I1, &caw(5, 0, 0), &[], 0);
+        // Zero blocks with data-out (a count of 256 truncated to one byte) is refused
+        // and writes nothing.
+        let mut out = vec![b'B'; 256 * bs];
+        out.extend(vec![b'E'; 256 * bs]);
+        expect_check(
+            &t.lu,
+            I1,
+            &caw(5, 0, 0),
+            &out,
+            SenseKey::IllegalRequest,
+            Asc::INVALID_FIELD_IN_CDB,
+            Some((true, 13, Some(7))),
+        );
+        assert_eq!(read_blocks(&t.lu, 5, 2), vec![b'B'; 2 * bs]);
         invalid_cdb(&t.lu, &caw(5, 1, 0x20), 1, 5);
     }
 }

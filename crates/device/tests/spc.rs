@@ -506,8 +506,8 @@ fn report_supported_opcodes_all_and_one_command() {
         let s = sa.to_be_bytes();
         [
             0xa3,
-            0x0c | if rctd { 0x80 } else { 0 },
-            opts,
+            0x0c,
+            opts | if rctd { 0x80 } else { 0 },
             op,
             s[0],
             s[1],
@@ -549,6 +549,25 @@ fn report_supported_opcodes_all_and_one_command() {
     let d = good(&t.lu, I1, &rsoc(true, 2, 0x9e, 0x10, 512), &[], 512);
     assert_eq!(&d[..6], &[0, 0x83, 0, 16, 0x9e, 0x10]);
     assert_eq!(&d[20..], &[0, 0x0A, 0, 0, 0, 0, 0, 5, 0, 0, 0, 10]);
+    // RCTD is byte 2 bit 7: the usage data of REPORT SUPPORTED OPERATION CODES itself
+    // allows it there, and every descriptor of the ALL form carries CTDP and a timeouts
+    // descriptor of length 0x0A.
+    let d = good(&t.lu, I1, &rsoc(false, 2, 0xa3, 0x0c, 512), &[], 512);
+    assert_eq!(&d[..7], &[0, 0x03, 0, 12, 0xa3, 0x0c, 0x87]);
+    let d = good(&t.lu, I1, &rsoc(true, 0, 0, 0, 65535), &[], 65535);
+    for k in 0..n {
+        let desc = &d[4 + 20 * k..24 + 20 * k];
+        assert_eq!(desc[5] & 0x02, 0x02, "CTDP of descriptor {k}");
+        assert_eq!(
+            &desc[8..10],
+            &[0, 0x0A],
+            "timeouts length of descriptor {k}"
+        );
+    }
+    // Byte 1 bit 7 is reserved.
+    let mut c = rsoc(false, 0, 0, 0, 65535);
+    c[1] |= 0x80;
+    invalid_cdb(&t.lu, &c, 1, 7);
     // Unsupported opcode: SUPPORT = 001b.
     let d = good(&t.lu, I1, &rsoc(false, 1, 0x04, 0, 512), &[], 512);
     assert_eq!(d, [0, 0x01, 0, 0]);
