@@ -18,12 +18,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::context::{Core, Latch, PortContext, QueueOp, SrbRef};
+use crate::context::{Core, Latch, PortContext, QueueOp, SrbRef, StartIoContext};
 use crate::handle::{CompletionSink, LogicalUnitInfo, PortEvent, PortEventSink, PortOptions};
 use crate::interrupt::{InterruptLine, InterruptTarget};
 use crate::miniport::{
-    AdapterControl, AdapterControlStatus, AdapterControlType, HwRoutine, Miniport,
-    PortConfiguration, SupportedControlTypeList,
+    AdapterControl, AdapterControlStatus, AdapterControlType, DevicePowerState, HwRoutine,
+    Miniport, PortConfiguration, SP_UNINITIALIZED_VALUE, StorAdapterControl,
+    StorAdapterControlType, SupportedControlTypeList, SupportedStorAdapterControlTypeList,
+    SupportedUnitControlTypeList, UnitControl, UnitControlStatus, UnitControlType,
 };
 use crate::srb::{
     Address, QueueAction, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status,
@@ -33,6 +35,9 @@ use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
 thread_local! {
     /// True while this thread holds some adapter's DPC token (runs the deferred stage).
     static IN_DPC: Cell<bool> = const { Cell::new(false) };
+    /// True while this thread holds some adapter's StartIo lock (full-duplex `start_io`): it
+    /// must not try to run the deferred stage, which may need that lock.
+    static IN_START_IO: Cell<bool> = const { Cell::new(false) };
 }
 
 /// True when the calling thread is running a deferred stage (a completion sink or event sink
@@ -181,11 +186,60 @@ pub(crate) struct Runner<M: Miniport> {
     config: Arc<PortConfiguration>,
     /// Storport model: push while depths allow, NextRequest ignored, BUSY retried forever.
     storport: bool,
+    /// Ticks of hold-off after a reset (`reset_hold_off_ticks`, or Storport's
+    /// `BusResetHoldTime` rounded up to ticks).
+    hold_ticks: u32,
 }
 
 pub(crate) struct InterruptState<M: Miniport> {
     pub(crate) miniport: M,
     pub(crate) core: Core<M>,
+    /// Full duplex: the interrupt routine must not run on the raising thread (the adapter is
+    /// stopped or its interrupt masked); raises are left to the deferred stage, which holds them.
+    pub(crate) isr_blocked: bool,
+}
+
+/// A miniport's `build_io` bound to its shared part, and its other Storport routines.
+pub(crate) struct StorportHooks<M: Miniport> {
+    pub(crate) build_io: BuildIo,
+    /// Set for a full-duplex adapter: `start_io_full_duplex` bound to the shared part.
+    pub(crate) start_io: Option<StartIoFn<M>>,
+    pub(crate) unit_control: UnitControlFn<M>,
+    pub(crate) adapter_control_ex: AdapterControlExFn<M>,
+}
+
+/// A full-duplex `start_io` bound to the miniport's shared part.
+pub(crate) type StartIoFn<M> =
+    Box<dyn Fn(&mut StartIoContext<'_, M>, SrbRef) -> bool + Send + Sync>;
+/// `StorportMiniport::unit_control`.
+pub(crate) type UnitControlFn<M> =
+    fn(&mut M, &mut PortContext<'_, M>, UnitControl<'_>) -> UnitControlStatus;
+/// `StorportMiniport::adapter_control_ex`.
+pub(crate) type AdapterControlExFn<M> =
+    fn(&mut M, &mut PortContext<'_, M>, StorAdapterControl<'_>) -> AdapterControlStatus;
+
+/// A request the deferred stage has given a slot, waiting for the full-duplex `start_io`.
+pub(crate) struct PendingStart {
+    id: SrbId,
+    srb: Srb,
+}
+
+/// The StartIo side of a full-duplex adapter.
+pub(crate) struct FullDuplex<M: Miniport> {
+    start_io: StartIoFn<M>,
+    /// The *StartIo lock*; it guards the notifications latched by `start_io`.
+    lock: Mutex<Latch<M>>,
+    /// Requests to start, in dispatch order (a leaf lock).
+    starts: Mutex<VecDeque<PendingStart>>,
+}
+
+/// The Storport parts of an adapter.
+pub(crate) struct StorportState<M: Miniport> {
+    full_duplex: Option<FullDuplex<M>>,
+    unit_control: UnitControlFn<M>,
+    adapter_control_ex: AdapterControlExFn<M>,
+    supported_units: Mutex<SupportedUnitControlTypeList>,
+    supported_ex: Mutex<SupportedStorAdapterControlTypeList>,
 }
 
 #[derive(Debug, Default)]
@@ -269,6 +323,8 @@ pub(crate) struct AdapterShared<M: Miniport> {
     latch_dirty: AtomicBool,
     /// Storport: the miniport's `build_io` bound to its shared part.
     build_io: Option<BuildIo>,
+    /// Storport: full duplex, unit control, extended adapter control.
+    stor: Option<StorportState<M>>,
     /// The adapter-control types the miniport supports (queried once at start).
     supported: Mutex<SupportedControlTypeList>,
 }
@@ -278,7 +334,13 @@ pub(crate) type BuildIo = Box<dyn Fn(&mut Srb) -> bool + Send + Sync>;
 
 impl<M: Miniport> InterruptTarget for AdapterShared<M> {
     fn raise_interrupt(&self) {
-        self.interrupt_pending.store(true, Ordering::Release);
+        if self.full_duplex().is_some() {
+            // Full duplex: the interrupt routine runs here, on the raising thread, under the
+            // interrupt lock only — possibly while another thread is in start_io.
+            self.isr();
+        } else {
+            self.interrupt_pending.store(true, Ordering::Release);
+        }
         self.request_dpc();
     }
 }
@@ -303,9 +365,37 @@ impl<M: Miniport> AdapterShared<M> {
         config: PortConfiguration,
         options: PortOptions,
         line: InterruptLine,
-        build_io: Option<BuildIo>,
+        hooks: Option<StorportHooks<M>>,
     ) -> Arc<Self> {
         let slots = config.number_of_requests.clamp(1, 65_536) as usize;
+        let storport = hooks.is_some();
+        let hold_ticks = if storport && config.bus_reset_hold_time != SP_UNINITIALIZED_VALUE {
+            let tick_us = options
+                .tick
+                .unwrap_or(Duration::from_secs(1))
+                .as_micros()
+                .max(1);
+            (config.bus_reset_hold_time as u128).div_ceil(tick_us) as u32
+        } else {
+            options.reset_hold_off_ticks
+        };
+        let (build_io, stor) = match hooks {
+            Some(h) => (
+                Some(h.build_io),
+                Some(StorportState {
+                    full_duplex: h.start_io.map(|start_io| FullDuplex {
+                        start_io,
+                        lock: Mutex::new(Latch::new(slots)),
+                        starts: Mutex::new(VecDeque::with_capacity(slots)),
+                    }),
+                    unit_control: h.unit_control,
+                    adapter_control_ex: h.adapter_control_ex,
+                    supported_units: Mutex::new(SupportedUnitControlTypeList::default()),
+                    supported_ex: Mutex::new(SupportedStorAdapterControlTypeList::default()),
+                }),
+            ),
+            None => (None, None),
+        };
         let config = Arc::new(config);
         let shared = Arc::new(Shared::default());
         let sync = Arc::new(SyncWaiter::default());
@@ -346,7 +436,8 @@ impl<M: Miniport> AdapterShared<M> {
             bus_resets_this_tick: Vec::new(),
             supported: SupportedControlTypeList::default(),
             config: config.clone(),
-            storport: build_io.is_some(),
+            storport,
+            hold_ticks,
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -370,7 +461,11 @@ impl<M: Miniport> AdapterShared<M> {
             control: Mutex::new(Control::default()),
             control_cv: Condvar::new(),
             runner: Mutex::new(runner),
-            interrupt: Mutex::new(InterruptState { miniport, core }),
+            interrupt: Mutex::new(InterruptState {
+                miniport,
+                core,
+                isr_blocked: false,
+            }),
             events: RwLock::new(Vec::new()),
             lus: RwLock::new(Vec::new()),
             lu_counters: RwLock::new(HashMap::new()),
@@ -380,8 +475,90 @@ impl<M: Miniport> AdapterShared<M> {
             rescan_requested: AtomicBool::new(false),
             latch_dirty: AtomicBool::new(false),
             build_io,
+            stor,
             supported: Mutex::new(SupportedControlTypeList::default()),
         })
+    }
+
+    fn full_duplex(&self) -> Option<&FullDuplex<M>> {
+        self.stor.as_ref().and_then(|s| s.full_duplex.as_ref())
+    }
+
+    /// Full duplex: the interrupt routine on the raising thread (`HwStorInterrupt` under the
+    /// interrupt lock only). If the lock is busy (another routine, or this thread already holds
+    /// it) or interrupts are held, the raise is left to the deferred stage.
+    fn isr(&self) {
+        let Some(mut g) = self.interrupt.try_lock() else {
+            self.interrupt_pending.store(true, Ordering::Release);
+            return;
+        };
+        let st = &mut *g;
+        if st.isr_blocked {
+            drop(g);
+            self.interrupt_pending.store(true, Ordering::Release);
+            return;
+        }
+        let claimed = st
+            .miniport
+            .interrupt(&mut PortContext { core: &mut st.core });
+        drop(g);
+        if !claimed {
+            self.shared.count_spurious_interrupt();
+        }
+        self.latch_dirty.store(true, Ordering::Release);
+    }
+
+    /// Full duplex: calls `start_io` for every request waiting in `starts`, in order, with the
+    /// StartIo lock (`latch`) held, then hands each request to the interrupt side. Returns
+    /// whether anything was started.
+    fn drain_starts_locked(&self, fd: &FullDuplex<M>, latch: &mut Latch<M>) -> bool {
+        let mut any = false;
+        let was = IN_START_IO.with(|f| f.replace(true));
+        loop {
+            let Some(p) = fd.starts.lock().pop_front() else {
+                break;
+            };
+            any = true;
+            let mut ctx = StartIoContext {
+                adapter: self,
+                latch: &mut *latch,
+                id: p.id,
+                srb: Some(p.srb),
+                completed: false,
+            };
+            (fd.start_io)(&mut ctx, SrbRef { id: p.id });
+            // Whatever is still in hand (completed or kept by the miniport) and the latched
+            // notifications go to the interrupt side now.
+            let mut g = self.interrupt.lock();
+            ctx.publish(&mut g.core);
+        }
+        IN_START_IO.with(|f| f.set(was));
+        if any {
+            self.latch_dirty.store(true, Ordering::Release);
+            self.pending.store(true, Ordering::Release);
+        }
+        any
+    }
+
+    /// Full duplex: starts the waiting requests (outside the DPC token). Blocks on the StartIo
+    /// lock if another thread holds it (that thread may have missed requests queued after its
+    /// last look).
+    fn drain_starts(&self) -> bool {
+        let Some(fd) = self.full_duplex() else {
+            return false;
+        };
+        if fd.starts.lock().is_empty() {
+            return false;
+        }
+        let mut latch = fd.lock.lock();
+        self.drain_starts_locked(fd, &mut latch)
+    }
+
+    /// Full duplex: holds interrupts (`blocked`) or lets them run on the raising thread again.
+    fn set_isr_blocked(&self, blocked: bool) {
+        if self.full_duplex().is_some() {
+            self.interrupt.lock().isr_blocked = blocked;
+        }
     }
 
     /// Connects the interrupt, calls `adapter_state(save)`, `initialize` and queries the
@@ -403,6 +580,30 @@ impl<M: Miniport> AdapterShared<M> {
                 });
                 r.supported = list;
                 *self.supported.lock() = list;
+                if let Some(stor) = &self.stor {
+                    // Storport: the extended adapter-control and the unit-control types, then
+                    // ScsiAdapterPostHwInitialize.
+                    let (ex_fn, unit_fn) = (stor.adapter_control_ex, stor.unit_control);
+                    let mut ex = SupportedStorAdapterControlTypeList::default();
+                    let mut units = SupportedUnitControlTypeList::default();
+                    r.call(self, |m, ctx| {
+                        ex_fn(
+                            m,
+                            ctx,
+                            StorAdapterControl::QuerySupportedControlTypes(&mut ex),
+                        );
+                        unit_fn(
+                            m,
+                            ctx,
+                            UnitControl::QuerySupportedUnitControlTypes(&mut units),
+                        );
+                        if ex.is_supported(StorAdapterControlType::PostHwInitialize) {
+                            ex_fn(m, ctx, StorAdapterControl::PostHwInitialize);
+                        }
+                    });
+                    *stor.supported_ex.lock() = ex;
+                    *stor.supported_units.lock() = units;
+                }
             }
             ok
         };
@@ -447,10 +648,129 @@ impl<M: Miniport> AdapterShared<M> {
         self.build_io.is_some()
     }
 
+    pub(crate) fn is_full_duplex(&self) -> bool {
+        self.full_duplex().is_some()
+    }
+
+    /// Runs a Storport control routine with the DPC token and both locks (from the API, not
+    /// from a sink), then the deferred stage.
+    fn storport_control<R>(
+        &self,
+        f: impl FnOnce(&StorportState<M>, &mut M, &mut PortContext<'_, M>) -> R,
+    ) -> Result<R, WaitError> {
+        if in_deferred_stage() {
+            return Err(WaitError::WouldDeadlock);
+        }
+        let Some(stor) = &self.stor else {
+            return Err(WaitError::Unsupported);
+        };
+        let r = {
+            let mut runner = self.runner.lock();
+            runner.call(self, |m, ctx| f(stor, m, ctx))
+        };
+        self.request_dpc();
+        Ok(r)
+    }
+
+    /// `HwStorUnitControl(ScsiUnitPower)`: on success the port holds the LU's requests while it
+    /// is in D3 and releases them in D0.
+    pub(crate) fn unit_power(
+        &self,
+        address: Address,
+        state: DevicePowerState,
+    ) -> Result<UnitControlStatus, WaitError> {
+        if !self.unit_control_supported(UnitControlType::Power) {
+            return Err(WaitError::Unsupported);
+        }
+        self.storport_control(|stor, m, ctx| {
+            let st = (stor.unit_control)(m, ctx, UnitControl::Power { address, state });
+            if st == UnitControlStatus::Success {
+                match state {
+                    DevicePowerState::D3 => ctx.pause_device(address, u32::MAX),
+                    DevicePowerState::D0 => ctx.resume_device(address),
+                }
+            }
+            st
+        })
+    }
+
+    /// `HwStorAdapterControl(ScsiAdapterPower)`: on success the port holds every request while
+    /// the adapter is in D3 and releases them in D0.
+    pub(crate) fn adapter_power(
+        &self,
+        state: DevicePowerState,
+    ) -> Result<AdapterControlStatus, WaitError> {
+        let supported = self.stor.as_ref().is_some_and(|s| {
+            s.supported_ex
+                .lock()
+                .is_supported(StorAdapterControlType::AdapterPower)
+        });
+        if !supported {
+            return Err(WaitError::Unsupported);
+        }
+        self.storport_control(|stor, m, ctx| {
+            let st = (stor.adapter_control_ex)(m, ctx, StorAdapterControl::AdapterPower(state));
+            if st == AdapterControlStatus::Success {
+                match state {
+                    DevicePowerState::D3 => ctx.pause(u32::MAX),
+                    DevicePowerState::D0 => ctx.resume(),
+                }
+            }
+            st
+        })
+    }
+
+    fn unit_control_supported(&self, t: UnitControlType) -> bool {
+        self.stor
+            .as_ref()
+            .is_some_and(|s| s.supported_units.lock().is_supported(t))
+    }
+
+    /// Storport: `ScsiAdapterPrepareForBusReScan` before a scan, if supported.
+    pub(crate) fn prepare_rescan(&self) {
+        let supported = self.stor.as_ref().is_some_and(|s| {
+            s.supported_ex
+                .lock()
+                .is_supported(StorAdapterControlType::PrepareForBusReScan)
+        });
+        if supported {
+            let _ = self.storport_control(|stor, m, ctx| {
+                (stor.adapter_control_ex)(m, ctx, StorAdapterControl::PrepareForBusReScan)
+            });
+        }
+    }
+
+    /// Storport: `ScsiUnitStart` for each LU a scan found that was not there before and
+    /// `ScsiUnitSurpriseRemoval` for each that disappeared, if supported.
+    pub(crate) fn units_changed(&self, added: &[Address], removed: &[Address]) {
+        if self.unit_control_supported(UnitControlType::Start) {
+            for &a in added {
+                let _ = self.storport_control(|stor, m, ctx| {
+                    (stor.unit_control)(m, ctx, UnitControl::Start(a))
+                });
+            }
+        }
+        if self.unit_control_supported(UnitControlType::SurpriseRemoval) {
+            for &a in removed {
+                let _ = self.storport_control(|stor, m, ctx| {
+                    (stor.unit_control)(m, ctx, UnitControl::SurpriseRemoval(a))
+                });
+            }
+        }
+    }
+
     /// Makes sure the deferred stage runs: on this thread if no other thread is running it,
     /// otherwise by the thread that is (it re-checks `pending` before giving the token back).
+    ///
+    /// Full duplex: after giving the token back the thread calls `start_io` for the requests
+    /// the deferred stage dispatched (under the StartIo lock, without the token, so another
+    /// thread may run the interrupt routine and the deferred stage meanwhile).
     pub(crate) fn request_dpc(&self) {
         self.pending.store(true, Ordering::Release);
+        if IN_START_IO.with(Cell::get) {
+            // Inside start_io: the thread draining the starts runs the deferred stage next.
+            return;
+        }
         loop {
             let Some(mut runner) = self.runner.try_lock() else {
                 return;
@@ -461,6 +781,9 @@ impl<M: Miniport> AdapterShared<M> {
             }
             IN_DPC.with(|f| f.set(was));
             drop(runner);
+            if self.drain_starts() {
+                continue;
+            }
             if !self.pending.load(Ordering::Acquire) {
                 return;
             }
@@ -725,9 +1048,34 @@ fn freezes(srb: &Srb) -> bool {
 }
 
 impl<M: Miniport> Runner<M> {
-    /// Calls into the miniport under the interrupt lock, then takes the latched notifications
-    /// (`SpiSaveInterruptData`) and acts on them after the lock is released.
+    /// Calls into the miniport under the interrupt lock — and, on a full-duplex adapter, the
+    /// StartIo lock too, after starting whatever waits for `start_io` (so the routine sees
+    /// every started request) —, then takes the latched notifications (`SpiSaveInterruptData`)
+    /// and acts on them after the locks are released.
     fn call<R>(
+        &mut self,
+        sh: &AdapterShared<M>,
+        f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
+    ) -> R {
+        let Some(fd) = sh.full_duplex() else {
+            return self.call_isr(sh, f);
+        };
+        let r = {
+            let mut latch = fd.lock.lock();
+            sh.drain_starts_locked(fd, &mut latch);
+            let mut g = sh.interrupt.lock();
+            let st = &mut *g;
+            let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
+            self.snapshot(&mut st.core);
+            r
+        };
+        self.process_latch(sh);
+        r
+    }
+
+    /// Calls into the miniport under the interrupt lock only (the interrupt routine; every
+    /// routine of a half-duplex adapter), then acts on the latched notifications.
+    fn call_isr<R>(
         &mut self,
         sh: &AdapterShared<M>,
         f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
@@ -799,7 +1147,7 @@ impl<M: Miniport> Runner<M> {
             }
         }
         if std::mem::take(&mut self.snap.reset_detected) {
-            self.adapter.hold_off = self.adapter.hold_off.max(sh.options.reset_hold_off_ticks);
+            self.adapter.hold_off = self.adapter.hold_off.max(self.hold_ticks);
             sh.shared.counters.reset();
             self.events_out.push(PortEvent::ResetDetected);
         }
@@ -810,6 +1158,7 @@ impl<M: Miniport> Runner<M> {
         }
         if let Some(cb) = self.snap.enable_interrupts.take() {
             self.adapter.masked = true;
+            sh.set_isr_blocked(true);
             self.pending_enable = Some(cb);
         }
         if let Some(cb) = self.snap.disable_interrupts.take() {
@@ -871,7 +1220,7 @@ impl<M: Miniport> Runner<M> {
             self.interrupt(sh);
         }
         if sh.latch_dirty.swap(false, Ordering::AcqRel) {
-            self.call(sh, |_, _| ());
+            self.call_isr(sh, |_, _| ());
         }
         self.run_deferred(sh);
         self.dispatch(sh);
@@ -886,7 +1235,7 @@ impl<M: Miniport> Runner<M> {
             self.adapter.held_interrupt = true;
             return;
         }
-        let claimed = self.call(sh, |m, ctx| m.interrupt(ctx));
+        let claimed = self.call_isr(sh, |m, ctx| m.interrupt(ctx));
         if !claimed {
             sh.shared.count_spurious_interrupt();
         }
@@ -905,6 +1254,7 @@ impl<M: Miniport> Runner<M> {
             if let Some(cb) = self.pending_disable.take() {
                 self.call(sh, cb);
                 self.adapter.masked = false;
+                sh.set_isr_blocked(self.adapter.stopped);
                 if std::mem::take(&mut self.adapter.held_interrupt) {
                     self.interrupt(sh);
                 }
@@ -1359,6 +1709,15 @@ impl<M: Miniport> Runner<M> {
             stage: Stage::None,
             stage_left: 0,
         };
+        if let Some(fd) = sh.full_duplex() {
+            // Full duplex: start_io runs under the StartIo lock after the token is given back
+            // (`AdapterShared::drain_starts`).
+            fd.starts.lock().push_back(PendingStart {
+                id: SrbId { slot, generation },
+                srb,
+            });
+            return;
+        }
         self.call(sh, |m, ctx| {
             let core = &mut *ctx.core;
             core.lu_ext.entry(address).or_default();
@@ -1748,7 +2107,7 @@ impl<M: Miniport> Runner<M> {
             Stage::LuReset => {
                 let s = &mut self.slots[id.slot as usize];
                 s.stage = Stage::BusReset;
-                s.stage_left = sh.options.reset_hold_off_ticks + ticks;
+                s.stage_left = self.hold_ticks + ticks;
                 self.port_reset_bus(sh, address.path_id);
             }
             Stage::BusReset => self.restart_adapter(sh),
@@ -1762,7 +2121,7 @@ impl<M: Miniport> Runner<M> {
         }
         self.bus_resets_this_tick.push(path_id);
         let ok = self.call(sh, |m, ctx| m.reset_bus(ctx, path_id));
-        self.adapter.hold_off = self.adapter.hold_off.max(sh.options.reset_hold_off_ticks);
+        self.adapter.hold_off = self.adapter.hold_off.max(self.hold_ticks);
         if self.adapter.hold_off == 0 {
             self.adapter.ready = true;
             self.adapter.disconnect_allowed = true;
@@ -1777,6 +2136,12 @@ impl<M: Miniport> Runner<M> {
     fn reclaim_active(&mut self, sh: &AdapterShared<M>, status: SrbStatus) {
         let mut taken = std::mem::take(&mut self.completed_buf);
         {
+            // Full duplex: every dispatched request reaches the miniport first.
+            let _start_io_lock = sh.full_duplex().map(|fd| {
+                let mut latch = fd.lock.lock();
+                sh.drain_starts_locked(fd, &mut latch);
+                latch
+            });
             let mut g = sh.interrupt.lock();
             let core = &mut g.core;
             self.snapshot(core);
@@ -1841,7 +2206,7 @@ impl<M: Miniport> Runner<M> {
         self.adapter.ready = true;
         self.adapter.disconnect_allowed = true;
         self.adapter.adapter_timer = None;
-        self.adapter.hold_off = sh.options.reset_hold_off_ticks;
+        self.adapter.hold_off = self.hold_ticks;
         for l in &mut self.lus {
             l.lu_reset_pending = false;
         }
@@ -1875,6 +2240,7 @@ impl<M: Miniport> Runner<M> {
                     }
                 });
                 self.adapter.stopped = true;
+                sh.set_isr_blocked(true);
                 let mut c = sh.control.lock();
                 c.stop_requested = false;
                 c.stop_ready = false;
@@ -1906,6 +2272,7 @@ impl<M: Miniport> Runner<M> {
             }
             self.adapter.stopping = false;
             self.adapter.stopped = false;
+            sh.set_isr_blocked(self.adapter.masked);
             self.adapter.ready = true;
             self.adapter.disconnect_allowed = true;
             if std::mem::take(&mut self.adapter.held_interrupt) {
@@ -1956,6 +2323,7 @@ impl<M: Miniport> Runner<M> {
         sh.timer.shutdown();
         // The adapter is stopped: interrupts raised from now on are held, never delivered.
         self.adapter.stopped = true;
+        sh.set_isr_blocked(true);
         self.deliver(sh);
         let mut c = sh.control.lock();
         c.shutdown_done = true;

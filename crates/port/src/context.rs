@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::adapter::AdapterShared;
 use crate::interrupt::InterruptLine;
 use crate::miniport::{HwRoutine, Miniport, PortConfiguration};
 use crate::srb::{Address, AddressFilter, Srb, SrbId, SrbStatus};
@@ -114,6 +115,26 @@ pub(crate) enum QueueOp {
 }
 
 impl<M: Miniport> Latch<M> {
+    /// Moves the notifications (all but completions) into `dst`; keeps this latch's capacity.
+    pub(crate) fn merge_into(&mut self, dst: &mut Latch<M>) {
+        dst.next_request |= std::mem::take(&mut self.next_request);
+        dst.ready_lus.append(&mut self.ready_lus);
+        dst.reset_detected |= std::mem::take(&mut self.reset_detected);
+        if let Some(t) = self.timer.take() {
+            dst.timer = Some(t);
+        }
+        dst.bus_changes.append(&mut self.bus_changes);
+        if let Some(cb) = self.enable_interrupts.take() {
+            dst.enable_interrupts = Some(cb);
+        }
+        if let Some(cb) = self.disable_interrupts.take() {
+            dst.disable_interrupts = Some(cb);
+        }
+        dst.wmi_events.append(&mut self.wmi_events);
+        dst.map_transfer |= std::mem::take(&mut self.map_transfer);
+        dst.queue_ops.append(&mut self.queue_ops);
+    }
+
     pub(crate) fn new(slots: usize) -> Self {
         Self {
             completed: Vec::with_capacity(slots),
@@ -474,5 +495,211 @@ impl<'a, M: Miniport> PortContext<'a, M> {
         while std::time::Instant::now() < end {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// The port's services to a full-duplex Storport `start_io`
+/// ([`StorportMiniport::start_io_full_duplex`](crate::StorportMiniport::start_io_full_duplex)),
+/// which runs under the *StartIo lock* only.
+///
+/// The request being started is *in hand*: [`srb`](Self::srb) / [`srb_mut`](Self::srb_mut)
+/// reach it without the interrupt lock, and [`request_complete`](Self::request_complete)
+/// finishes it in place. Everything the interrupt side owns (the miniport's `&mut self`, LU and
+/// SRB extensions, other requests) is reached with [`synchronize_access`](Self::synchronize_access)
+/// (`StorPortSynchronizeAccess`), which first hands the request in hand over to the interrupt
+/// side: from then on it is reached through the [`PortContext`] there. Notifications are
+/// latched and acted on after `start_io` returns, as with [`PortContext`]. NextRequest and
+/// NextLuRequest are accepted and ignored, as Storport does.
+pub struct StartIoContext<'a, M: Miniport> {
+    pub(crate) adapter: &'a AdapterShared<M>,
+    pub(crate) latch: &'a mut Latch<M>,
+    pub(crate) id: SrbId,
+    /// The request in hand (`None` once handed to the interrupt side).
+    pub(crate) srb: Option<Srb>,
+    /// RequestComplete latched for the request in hand.
+    pub(crate) completed: bool,
+}
+
+impl<M: Miniport> std::fmt::Debug for StartIoContext<'_, M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartIoContext")
+            .field("slot", &self.id.slot)
+            .field("in_hand", &self.srb.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, M: Miniport> StartIoContext<'a, M> {
+    /// Hands the request in hand to the interrupt side's table (under the interrupt lock) and
+    /// moves the latched notifications into the interrupt side's latch.
+    pub(crate) fn publish(&mut self, core: &mut Core<M>) {
+        if let Some(srb) = self.srb.take() {
+            core.lu_ext.entry(srb.address).or_default();
+            let slot = self.id.slot;
+            let e = &mut core.active[slot as usize];
+            e.generation = self.id.generation;
+            e.srb = Some(srb);
+            e.completed = self.completed;
+            if self.completed {
+                core.latch.completed.push(slot);
+            }
+        }
+        self.latch.merge_into(&mut core.latch);
+    }
+
+    /// The adapter's configuration as `find_adapter` left it.
+    pub fn configuration(&self) -> &PortConfiguration {
+        &self.adapter.config
+    }
+
+    /// The request in hand (`None` for another id, or once completed or handed over with
+    /// [`synchronize_access`](Self::synchronize_access)).
+    pub fn srb(&self, id: impl Into<SrbId>) -> Option<&Srb> {
+        let id = id.into();
+        (id == self.id && !self.completed)
+            .then_some(self.srb.as_ref())
+            .flatten()
+    }
+
+    /// The request in hand, mutable.
+    pub fn srb_mut(&mut self, id: impl Into<SrbId>) -> Option<&mut Srb> {
+        let id = id.into();
+        if id == self.id && !self.completed {
+            self.srb.as_mut()
+        } else {
+            None
+        }
+    }
+
+    /// `StorPortNotification(RequestComplete)`: for the request in hand, finished in place;
+    /// for any other handle (or after a hand-over), completed under the interrupt lock.
+    pub fn request_complete(&mut self, srb: SrbRef) {
+        if srb.id == self.id && self.srb.is_some() && !self.completed {
+            self.completed = true;
+            return;
+        }
+        self.synchronize_access(|_, port| port.request_complete(srb));
+    }
+
+    /// `StorPortSynchronizeAccess`: runs `f` with the device extension and the port services
+    /// under the interrupt lock (the interrupt routine is excluded meanwhile). The request in
+    /// hand is handed over to the interrupt side first.
+    pub fn synchronize_access<R>(
+        &mut self,
+        f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
+    ) -> R {
+        let mut g = self.adapter.interrupt.lock();
+        let st = &mut *g;
+        self.publish(&mut st.core);
+        f(&mut st.miniport, &mut PortContext { core: &mut st.core })
+    }
+
+    /// NextRequest: accepted and ignored (Storport pushes requests).
+    pub fn next_request(&mut self) {}
+
+    /// NextLuRequest: accepted and ignored (Storport pushes requests).
+    pub fn next_lu_request(&mut self, address: Address) {
+        let _ = address;
+    }
+
+    /// `StorPortNotification(ResetDetected)`: see [`PortContext::reset_detected`].
+    pub fn reset_detected(&mut self) {
+        self.latch.reset_detected = true;
+    }
+
+    /// `StorPortNotification(RequestTimerCall)`: see [`PortContext::request_timer_call`]; the
+    /// routine runs under both locks.
+    pub fn request_timer_call(&mut self, routine: HwRoutine<M>, micros: u32) {
+        self.latch.timer = Some((Some(routine), micros));
+    }
+
+    /// Cancels a pending timer request.
+    pub fn cancel_timer_call(&mut self) {
+        self.latch.timer = Some((None, 0));
+    }
+
+    /// `StorPortNotification(BusChangeDetected)`: see [`PortContext::bus_change_detected`].
+    pub fn bus_change_detected(&mut self, path_id: u8) {
+        if !self.latch.bus_changes.contains(&path_id) {
+            self.latch.bus_changes.push(path_id);
+        }
+    }
+
+    /// `StorPortNotification(WMIEvent)`: see [`PortContext::wmi_event`].
+    pub fn wmi_event(&mut self, event: WmiEvent) {
+        if self.latch.wmi_events.len() < WMI_EVENT_LATCH_DEPTH {
+            self.latch.wmi_events.push(event);
+        } else {
+            self.adapter.shared.count_dropped_wmi_event();
+        }
+    }
+
+    /// `StorPortBusy`: see [`PortContext::busy`].
+    pub fn busy(&mut self, requests_to_complete: u32) {
+        self.latch
+            .queue_ops
+            .push(QueueOp::Busy(requests_to_complete));
+    }
+
+    /// `StorPortReady`.
+    pub fn ready(&mut self) {
+        self.latch.queue_ops.push(QueueOp::Ready);
+    }
+
+    /// `StorPortPause`: see [`PortContext::pause`].
+    pub fn pause(&mut self, timeout_seconds: u32) {
+        self.latch.queue_ops.push(QueueOp::Pause(timeout_seconds));
+    }
+
+    /// `StorPortResume`.
+    pub fn resume(&mut self) {
+        self.latch.queue_ops.push(QueueOp::Resume);
+    }
+
+    /// `StorPortDeviceBusy`: see [`PortContext::device_busy`].
+    pub fn device_busy(&mut self, address: Address, requests_to_complete: u32) {
+        self.latch
+            .queue_ops
+            .push(QueueOp::DeviceBusy(address, requests_to_complete));
+    }
+
+    /// `StorPortDeviceReady`.
+    pub fn device_ready(&mut self, address: Address) {
+        self.latch.queue_ops.push(QueueOp::DeviceReady(address));
+    }
+
+    /// `StorPortPauseDevice`: see [`PortContext::pause_device`].
+    pub fn pause_device(&mut self, address: Address, timeout_seconds: u32) {
+        self.latch
+            .queue_ops
+            .push(QueueOp::PauseDevice(address, timeout_seconds));
+    }
+
+    /// `StorPortResumeDevice`.
+    pub fn resume_device(&mut self, address: Address) {
+        self.latch.queue_ops.push(QueueOp::ResumeDevice(address));
+    }
+
+    /// `StorPortSetDeviceQueueDepth`: see [`PortContext::set_device_queue_depth`].
+    pub fn set_device_queue_depth(&mut self, address: Address, depth: u32) {
+        self.latch
+            .queue_ops
+            .push(QueueOp::SetDeviceQueueDepth(address, depth.max(1)));
+    }
+
+    /// `StorPortLogError`: see [`PortContext::log_error`].
+    pub fn log_error(&mut self, address: Address, code: ErrorCode, unique_id: u32) {
+        let queue_tag = self.srb.as_ref().map(|s| s.queue_tag);
+        self.adapter.shared.log_error(ErrorLogEntry {
+            address,
+            code,
+            unique_id,
+            queue_tag,
+        });
+    }
+
+    /// The adapter's interrupt line (for the miniport's "hardware").
+    pub fn interrupt_line(&self) -> InterruptLine {
+        self.adapter.line.clone()
     }
 }

@@ -5,11 +5,12 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapter::{AdapterShared, BuildIo, WaitError};
-use crate::context::{PortContext, WmiEvent};
+use crate::adapter::{AdapterShared, BuildIo, StartIoFn, StorportHooks, WaitError};
+use crate::context::{PortContext, SrbRef, StartIoContext, WmiEvent};
 use crate::interrupt::InterruptLine;
 use crate::miniport::{
-    FindAdapterContext, FindAdapterResult, Miniport, PortConfiguration, StorportMiniport,
+    AdapterControlStatus, DevicePowerState, FindAdapterContext, FindAdapterResult, Miniport,
+    PortConfiguration, StorportMiniport, SynchronizationModel, UnitControlStatus,
 };
 use crate::srb::{Address, DataDirection, Srb, SrbFlags, SrbFunction, SrbStatus};
 use crate::stats::{ErrorLogEntry, PortCounters, Statistics};
@@ -173,6 +174,15 @@ pub(crate) trait AdapterObject: Send + Sync {
     fn set_logical_units(&self, lus: Vec<LogicalUnitInfo>) -> bool;
     fn interrupt_line(&self) -> InterruptLine;
     fn is_storport(&self) -> bool;
+    fn is_full_duplex(&self) -> bool;
+    fn unit_power(
+        &self,
+        address: Address,
+        state: DevicePowerState,
+    ) -> Result<UnitControlStatus, WaitError>;
+    fn adapter_power(&self, state: DevicePowerState) -> Result<AdapterControlStatus, WaitError>;
+    fn prepare_rescan(&self);
+    fn units_changed(&self, added: &[Address], removed: &[Address]);
     fn emit(&self, event: PortEvent);
     fn as_any(&self) -> &dyn Any;
 }
@@ -234,6 +244,25 @@ impl<M: Miniport> AdapterObject for AdapterShared<M> {
     }
     fn is_storport(&self) -> bool {
         AdapterShared::is_storport(self)
+    }
+    fn is_full_duplex(&self) -> bool {
+        AdapterShared::is_full_duplex(self)
+    }
+    fn unit_power(
+        &self,
+        address: Address,
+        state: DevicePowerState,
+    ) -> Result<UnitControlStatus, WaitError> {
+        AdapterShared::unit_power(self, address, state)
+    }
+    fn adapter_power(&self, state: DevicePowerState) -> Result<AdapterControlStatus, WaitError> {
+        AdapterShared::adapter_power(self, state)
+    }
+    fn prepare_rescan(&self) {
+        AdapterShared::prepare_rescan(self)
+    }
+    fn units_changed(&self, added: &[Address], removed: &[Address]) {
+        AdapterShared::units_changed(self, added, removed)
     }
     fn emit(&self, event: PortEvent) {
         self.emit_events(&mut vec![event]);
@@ -353,6 +382,34 @@ impl Adapter {
         self.inner.is_storport()
     }
 
+    /// True for a Storport adapter whose miniport chose
+    /// [`SynchronizationModel::FullDuplex`](crate::SynchronizationModel::FullDuplex).
+    pub fn is_full_duplex(&self) -> bool {
+        self.inner.is_full_duplex()
+    }
+
+    /// Storport `ScsiUnitPower` (`HwStorUnitControl`): moves the LU at `address` to `state`.
+    /// On success the port holds the LU's requests while it is in D3 and starts them again in
+    /// D0. [`WaitError::Unsupported`] if the adapter is not Storport or its miniport does not
+    /// support unit power; [`WaitError::WouldDeadlock`] from a sink.
+    pub fn unit_power(
+        &self,
+        address: Address,
+        state: DevicePowerState,
+    ) -> Result<UnitControlStatus, WaitError> {
+        self.inner.unit_power(address, state)
+    }
+
+    /// Storport `ScsiAdapterPower` (`HwStorAdapterControl`): moves the adapter to `state`. On
+    /// success the port holds every request while it is in D3 and starts them again in D0.
+    /// [`WaitError::Unsupported`] if not supported; [`WaitError::WouldDeadlock`] from a sink.
+    pub fn adapter_power(
+        &self,
+        state: DevicePowerState,
+    ) -> Result<AdapterControlStatus, WaitError> {
+        self.inner.adapter_power(state)
+    }
+
     /// The adapter's interrupt line (tests; the miniport gets it at `find_adapter`).
     pub fn interrupt_line(&self) -> InterruptLine {
         self.inner.interrupt_line()
@@ -372,7 +429,22 @@ impl Adapter {
     /// Scans every bus again (INQUIRY per target/LUN, REPORT LUNS where supported), updates
     /// [`logical_units`](Self::logical_units) and returns the list. Blocks; not from a sink.
     pub fn rescan(&self) -> Vec<LogicalUnitInfo> {
+        self.inner.prepare_rescan();
+        let before = self.inner.logical_units();
         let lus = scan(self);
+        if self.inner.is_storport() {
+            let added: Vec<Address> = lus
+                .iter()
+                .filter(|l| !before.iter().any(|b| b.address == l.address))
+                .map(|l| l.address)
+                .collect();
+            let removed: Vec<Address> = before
+                .iter()
+                .filter(|b| !lus.iter().any(|l| l.address == b.address))
+                .map(|b| b.address)
+                .collect();
+            self.inner.units_changed(&added, &removed);
+        }
         if self.inner.set_logical_units(lus.clone()) {
             self.inner.emit(PortEvent::LogicalUnitsChanged);
         }
@@ -419,7 +491,12 @@ pub fn initialize<M: Miniport>(
 /// NextRequest / NextLuRequest are not needed —, the miniport paces the port with `busy`,
 /// `pause`, `device_busy`, `pause_device` and `set_device_queue_depth`, and BUSY is retried
 /// without limit. The port forces TaggedQueuing, AutoRequestSense and MultipleRequestPerLu on,
-/// as Storport does. `start_io` runs under the interrupt lock (half-duplex).
+/// as Storport does. `start_io` runs under the interrupt lock (half duplex) or, if `find_adapter`
+/// set [`PortConfiguration::synchronization_model`] to
+/// [`FullDuplex`](crate::SynchronizationModel::FullDuplex), the miniport's
+/// `start_io_full_duplex` runs under a separate StartIo lock. After `initialize` the port
+/// queries the unit-control and extended adapter-control types and sends
+/// `PostHwInitialize`; each scan sends `PrepareForBusReScan` and `ScsiUnitStart` for new LUs.
 pub fn initialize_storport<M: StorportMiniport>(
     hw_context: M::HwContext,
     options: PortOptions,
@@ -429,15 +506,28 @@ pub fn initialize_storport<M: StorportMiniport>(
         config.auto_request_sense = true;
         config.multiple_request_per_lu = true;
         let shared = m.shared();
-        let build: BuildIo = Box::new(move |srb: &mut Srb| M::build_io(&shared, srb));
-        Some(build)
+        let for_build = shared.clone();
+        let build_io: BuildIo = Box::new(move |srb: &mut Srb| M::build_io(&for_build, srb));
+        let start_io = (config.synchronization_model == SynchronizationModel::FullDuplex).then(
+            || -> StartIoFn<M> {
+                Box::new(move |ctx: &mut StartIoContext<'_, M>, srb: SrbRef| {
+                    M::start_io_full_duplex(&shared, ctx, srb)
+                })
+            },
+        );
+        Some(StorportHooks {
+            build_io,
+            start_io,
+            unit_control: M::unit_control,
+            adapter_control_ex: M::adapter_control_ex,
+        })
     })
 }
 
 fn initialize_model<M: Miniport>(
     mut hw_context: M::HwContext,
     options: PortOptions,
-    storport: impl Fn(&M, &mut PortConfiguration) -> Option<BuildIo>,
+    storport: impl Fn(&M, &mut PortConfiguration) -> Option<StorportHooks<M>>,
 ) -> Result<Vec<Adapter>, InitializeError> {
     let hw = M::driver_entry();
     if hw.multiple_request_per_lu && !hw.auto_request_sense {
@@ -482,11 +572,11 @@ fn initialize_model<M: Miniport>(
                     break;
                 }
             };
-            let build_io = storport(&miniport, &mut config);
+            let hooks = storport(&miniport, &mut config);
             if let Err(e) = validate(&config) {
                 failure = Some(e);
             } else {
-                let shared = AdapterShared::new(miniport, config, options.clone(), line, build_io);
+                let shared = AdapterShared::new(miniport, config, options.clone(), line, hooks);
                 if shared.start() {
                     let adapter = Adapter::from_shared(shared);
                     if options.scan {

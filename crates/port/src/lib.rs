@@ -181,18 +181,22 @@ pub mod testing;
 pub mod wmi;
 
 pub use adapter::WaitError;
-pub use context::{PortContext, SrbRef, WMI_EVENT_LATCH_DEPTH, WMI_EVENT_MAX_DATA, WmiEvent};
+pub use context::{
+    PortContext, SrbRef, StartIoContext, WMI_EVENT_LATCH_DEPTH, WMI_EVENT_MAX_DATA, WmiEvent,
+};
 pub use handle::{
     Adapter, CompletionSink, InitializeError, LogicalUnitInfo, PortEvent, PortEventSink,
     PortOptions, Submitter, initialize, initialize_storport, queue_request,
 };
 pub use interrupt::InterruptLine;
 pub use miniport::{
-    AdapterControl, AdapterControlStatus, AdapterControlType, FindAdapterContext,
+    AdapterControl, AdapterControlStatus, AdapterControlType, DevicePowerState, FindAdapterContext,
     FindAdapterResult, HwInitializationData, HwRoutine, InterfaceType, Miniport, PortConfiguration,
     SCSI_MAXIMUM_LOGICAL_UNITS, SCSI_MAXIMUM_LUNS_PER_TARGET, SCSI_MAXIMUM_TARGETS,
-    SCSI_MAXIMUM_TARGETS_PER_BUS, SP_UNINITIALIZED_VALUE, StorportMiniport,
-    SupportedControlTypeList,
+    SCSI_MAXIMUM_TARGETS_PER_BUS, SP_UNINITIALIZED_VALUE, StorAdapterControl,
+    StorAdapterControlType, StorportMiniport, SupportedControlTypeList,
+    SupportedStorAdapterControlTypeList, SupportedUnitControlTypeList, SynchronizationModel,
+    UnitControl, UnitControlStatus, UnitControlType,
 };
 pub use srb::{
     Address, AddressFilter, Cdb, DataDirection, ItNexus, MAX_CDB_LENGTH, QueueAction,

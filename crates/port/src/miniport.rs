@@ -1,8 +1,9 @@
 //! The miniport contract: the routine table ([`Miniport`]), registration data
 //! ([`HwInitializationData`]) and the per-adapter configuration ([`PortConfiguration`]).
 
-use crate::context::{PortContext, SrbRef};
+use crate::context::{PortContext, SrbRef, StartIoContext};
 use crate::interrupt::InterruptLine;
+use crate::srb::Address;
 use crate::wmi::WmiProvider;
 
 /// `SP_UNINITIALIZED_VALUE`: "not set / unlimited" in [`PortConfiguration`].
@@ -126,6 +127,31 @@ pub struct PortConfiguration {
     pub max_queue_depth_per_lu: u32,
     /// `ArgumentString` (`DriverParameter`).
     pub argument_string: Option<String>,
+    /// Storport `SynchronizationModel`: which lock `start_io` runs under (ignored by the SCSI
+    /// Port model, where it is always the interrupt lock).
+    pub synchronization_model: SynchronizationModel,
+    /// Storport `BusResetHoldTime` in µs: how long the port holds requests after a reset
+    /// (ResetDetected or a port bus reset), rounded up to port ticks; 0 = no hold.
+    /// [`SP_UNINITIALIZED_VALUE`] (the default) keeps the port's `reset_hold_off_ticks`.
+    /// Ignored by the SCSI Port model.
+    pub bus_reset_hold_time: u32,
+}
+
+/// Storport `STOR_SYNCHRONIZATION_MODEL`, set by `find_adapter` in
+/// [`PortConfiguration::synchronization_model`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SynchronizationModel {
+    /// `StorSynchronizeHalfDuplex` (0): `start_io` runs under the interrupt lock, like every
+    /// other routine; the port calls [`Miniport::start_io`].
+    #[default]
+    HalfDuplex,
+    /// `StorSynchronizeFullDuplex` (1): the port has a separate *StartIo lock*. It calls
+    /// [`StorportMiniport::start_io_full_duplex`] under the StartIo lock only, so it may run
+    /// while another thread is in `interrupt` (under the interrupt lock); two `start_io` calls
+    /// never overlap. `interrupt` runs on the thread that raises the interrupt line. The
+    /// other routines (`initialize`, the timer routine, `reset_bus`, adapter and unit control)
+    /// run under both locks.
+    FullDuplex,
 }
 
 impl PortConfiguration {
@@ -155,6 +181,8 @@ impl PortConfiguration {
             number_of_requests: 256,
             max_queue_depth_per_lu: 64,
             argument_string: None,
+            synchronization_model: SynchronizationModel::HalfDuplex,
+            bus_reset_hold_time: SP_UNINITIALIZED_VALUE,
         }
     }
 
@@ -399,5 +427,176 @@ pub trait StorportMiniport: Miniport {
     fn build_io(shared: &Self::Shared, srb: &mut crate::Srb) -> bool {
         let _ = (shared, srb);
         true
+    }
+
+    /// `HwStorStartIo` of a full-duplex adapter
+    /// ([`SynchronizationModel::FullDuplex`]): called under the *StartIo lock* only, never
+    /// twice at once, possibly while another thread runs `interrupt` under the interrupt lock.
+    ///
+    /// It cannot have `&mut self` (the device extension is the interrupt lock's): it sees the
+    /// miniport's [`Shared`](StorportMiniport::Shared) part and a [`StartIoContext`] that holds
+    /// the request being started ("in hand"): read and change it with `port.srb_mut(&srb)`,
+    /// complete it with `port.request_complete(srb)`. To touch state shared with the interrupt
+    /// routine (the device extension, LU and SRB extensions, a request queue the ISR reaps),
+    /// use [`StartIoContext::synchronize_access`] (`StorPortSynchronizeAccess`): it runs a
+    /// closure with `&mut self` and a [`PortContext`] under the interrupt lock. Give an
+    /// [`SrbRef`] to the interrupt side only that way (or after returning): the request is
+    /// handed to the interrupt side's table then.
+    ///
+    /// The default runs [`Miniport::start_io`] inside `synchronize_access`, i.e. behaves like
+    /// half duplex.
+    fn start_io_full_duplex(
+        shared: &Self::Shared,
+        port: &mut StartIoContext<'_, Self>,
+        srb: SrbRef,
+    ) -> bool {
+        let _ = shared;
+        port.synchronize_access(move |m, ctx| m.start_io(ctx, srb))
+    }
+
+    /// `HwStorUnitControl`: per-LU control (query supported types, start, power, removal).
+    /// Queried once after `initialize`; afterwards the port issues only supported types:
+    /// `Start` for each LU the scan finds, `SurpriseRemoval` for one that disappears, `Power`
+    /// from [`Adapter::unit_power`](crate::Adapter::unit_power). Runs under the interrupt lock
+    /// (and the StartIo lock when full duplex). Default: nothing supported.
+    fn unit_control(
+        &mut self,
+        port: &mut PortContext<'_, Self>,
+        control: UnitControl<'_>,
+    ) -> UnitControlStatus {
+        let _ = (port, control);
+        UnitControlStatus::Unsuccessful
+    }
+
+    /// `HwStorAdapterControl` for the Storport control types after ScsiSetRunningConfig (§8.9;
+    /// the first five stay in [`Miniport::adapter_control`]). Queried once after `initialize`;
+    /// the port issues `PostHwInitialize` right after the query, `PrepareForBusReScan` before
+    /// every bus scan and `AdapterPower` from [`Adapter::adapter_power`](crate::Adapter::adapter_power).
+    /// Runs under the interrupt lock (and the StartIo lock when full duplex). Default: nothing
+    /// supported.
+    fn adapter_control_ex(
+        &mut self,
+        port: &mut PortContext<'_, Self>,
+        control: StorAdapterControl<'_>,
+    ) -> AdapterControlStatus {
+        let _ = (port, control);
+        AdapterControlStatus::Unsuccessful
+    }
+}
+
+/// Device power state for [`UnitControl::Power`] and [`StorAdapterControl::AdapterPower`]
+/// (`STOR_POWER_ACTION` / `STOR_DEVICE_POWER_STATE`, reduced to on and off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DevicePowerState {
+    /// D0: working.
+    D0,
+    /// D3: off; the port holds the LU's (or adapter's) requests while it is off.
+    D3,
+}
+
+/// `SCSI_UNIT_CONTROL_TYPE` with its parameters (the modelled subset).
+#[derive(Debug)]
+pub enum UnitControl<'a> {
+    /// `ScsiQuerySupportedUnitControlTypes`: mark each supported type.
+    QuerySupportedUnitControlTypes(&'a mut SupportedUnitControlTypeList),
+    /// `ScsiUnitStart`: the LU was found and is about to get I/O.
+    Start(Address),
+    /// `ScsiUnitPower`: move the LU to a power state (replaces a per-LU SRB_FUNCTION_POWER).
+    /// The port holds the LU's requests while it is in D3.
+    Power {
+        /// The unit.
+        address: Address,
+        /// The new state.
+        state: DevicePowerState,
+    },
+    /// `ScsiUnitSurpriseRemoval`: the LU disappeared (a rescan no longer finds it).
+    SurpriseRemoval(Address),
+}
+
+/// The unit control types, as indices of [`SupportedUnitControlTypeList`] (values of
+/// `SCSI_UNIT_CONTROL_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum UnitControlType {
+    /// ScsiQuerySupportedUnitControlTypes = 0.
+    QuerySupportedUnitControlTypes = 0,
+    /// ScsiUnitStart = 2.
+    Start = 2,
+    /// ScsiUnitPower = 3.
+    Power = 3,
+    /// ScsiUnitSurpriseRemoval = 10.
+    SurpriseRemoval = 10,
+}
+
+/// `SCSI_SUPPORTED_CONTROL_TYPE_LIST` for unit control: all false until the miniport says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SupportedUnitControlTypeList {
+    supported: [bool; 16],
+}
+
+impl SupportedUnitControlTypeList {
+    /// `ScsiUnitControlMax`.
+    pub const MAX_CONTROL_TYPE: usize = 15;
+    /// Marks `t` supported.
+    pub fn set(&mut self, t: UnitControlType) {
+        self.supported[t as usize] = true;
+    }
+    /// True when `t` was marked supported.
+    pub fn is_supported(&self, t: UnitControlType) -> bool {
+        self.supported[t as usize]
+    }
+}
+
+/// `SCSI_UNIT_CONTROL_STATUS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitControlStatus {
+    /// ScsiUnitControlSuccess.
+    Success,
+    /// ScsiUnitControlUnsuccessful.
+    Unsuccessful,
+}
+
+/// The Storport adapter-control types after `ScsiSetRunningConfig` (the modelled subset).
+#[derive(Debug)]
+pub enum StorAdapterControl<'a> {
+    /// `ScsiQuerySupportedControlTypes` for the extended types: mark each supported one.
+    QuerySupportedControlTypes(&'a mut SupportedStorAdapterControlTypeList),
+    /// `ScsiAdapterPower`: move the adapter to a power state; in D3 the port holds every
+    /// request.
+    AdapterPower(DevicePowerState),
+    /// `ScsiAdapterPrepareForBusReScan`: a bus scan is about to start.
+    PrepareForBusReScan,
+    /// `ScsiAdapterPostHwInitialize`: initialization is complete (after the control-type
+    /// queries, before the first scan).
+    PostHwInitialize,
+}
+
+/// The extended adapter control types, as indices of [`SupportedStorAdapterControlTypeList`]
+/// (values of `SCSI_ADAPTER_CONTROL_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StorAdapterControlType {
+    /// ScsiAdapterPower = 6.
+    AdapterPower = 6,
+    /// ScsiAdapterPrepareForBusReScan = 11.
+    PrepareForBusReScan = 11,
+    /// ScsiAdapterPostHwInitialize = 23.
+    PostHwInitialize = 23,
+}
+
+/// Which extended adapter control types the miniport supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SupportedStorAdapterControlTypeList {
+    supported: [bool; 32],
+}
+
+impl SupportedStorAdapterControlTypeList {
+    /// Marks `t` supported.
+    pub fn set(&mut self, t: StorAdapterControlType) {
+        self.supported[t as usize] = true;
+    }
+    /// True when `t` was marked supported.
+    pub fn is_supported(&self, t: StorAdapterControlType) -> bool {
+        self.supported[t as usize]
     }
 }

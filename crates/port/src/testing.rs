@@ -16,11 +16,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::context::{PortContext, SrbRef, WmiEvent};
+use crate::context::{PortContext, SrbRef, StartIoContext, WmiEvent};
 use crate::interrupt::InterruptLine;
 use crate::miniport::{
-    AdapterControl, AdapterControlStatus, AdapterControlType, FindAdapterContext,
-    FindAdapterResult, HwInitializationData, Miniport, PortConfiguration,
+    AdapterControl, AdapterControlStatus, AdapterControlType, DevicePowerState, FindAdapterContext,
+    FindAdapterResult, HwInitializationData, Miniport, PortConfiguration, SP_UNINITIALIZED_VALUE,
+    StorAdapterControl, StorAdapterControlType, SynchronizationModel, UnitControl,
+    UnitControlStatus, UnitControlType,
 };
 use crate::srb::{
     Address, AddressFilter, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status,
@@ -211,6 +213,20 @@ pub struct ScriptConfig {
     pub build_io_rendezvous_us: u64,
     /// `MaximumTransferLength`.
     pub maximum_transfer_length: u32,
+    /// Storport: ask for [`SynchronizationModel::FullDuplex`]. The full-duplex `start_io`
+    /// completes `Inline` EXECUTE_SCSI requests in hand (without the interrupt lock) and runs
+    /// the ordinary `start_io` inside `synchronize_access` for everything else.
+    pub full_duplex: bool,
+    /// Full-duplex `start_io` waits up to this long for an `interrupt` routine to be running
+    /// (to show they overlap). 0: no wait.
+    pub start_io_rendezvous_us: u64,
+    /// `interrupt` waits up to this long for a `start_io` to be running. 0: no wait.
+    pub interrupt_rendezvous_us: u64,
+    /// Storport `BusResetHoldTime` in µs ([`SP_UNINITIALIZED_VALUE`]: the port's default).
+    pub bus_reset_hold_time: u32,
+    /// Storport: support unit control (start, power, surprise removal) and the extended
+    /// adapter controls (power, prepare for rescan, post-initialize).
+    pub storport_controls: bool,
 }
 
 impl Default for ScriptConfig {
@@ -242,6 +258,11 @@ impl Default for ScriptConfig {
             record_starts: false,
             build_io_rendezvous_us: 0,
             maximum_transfer_length: 1 << 20,
+            full_duplex: false,
+            start_io_rendezvous_us: 0,
+            interrupt_rendezvous_us: 0,
+            bus_reset_hold_time: SP_UNINITIALIZED_VALUE,
+            storport_controls: false,
         }
     }
 }
@@ -293,6 +314,28 @@ pub struct ScriptCounters {
     pub max_outstanding_per_lu: AtomicU64,
     /// `start_io` while a DISABLE_DISCONNECT request was held (must stay 0).
     pub started_during_no_disconnect: AtomicU64,
+    /// `start_io` calls (either kind) running right now.
+    pub start_io_running: AtomicU64,
+    /// Most `start_io` calls seen running at once (must stay 1).
+    pub start_io_max_concurrent: AtomicU64,
+    /// Full-duplex `start_io` calls.
+    pub full_duplex_starts: AtomicU64,
+    /// `interrupt` calls running right now.
+    pub interrupt_running: AtomicU64,
+    /// `start_io` calls that began or saw an `interrupt` running on another thread.
+    pub start_io_during_interrupt: AtomicU64,
+    /// Unit controls: ScsiUnitStart.
+    pub unit_starts: AtomicU64,
+    /// Unit controls: ScsiUnitPower.
+    pub unit_power: AtomicU64,
+    /// Unit controls: ScsiUnitSurpriseRemoval.
+    pub unit_removals: AtomicU64,
+    /// ScsiAdapterPostHwInitialize.
+    pub post_hw_initialize: AtomicU64,
+    /// ScsiAdapterPrepareForBusReScan.
+    pub prepare_rescans: AtomicU64,
+    /// ScsiAdapterPower.
+    pub adapter_power: AtomicU64,
 }
 
 impl ScriptCounters {
@@ -469,6 +512,41 @@ fn fixed_sense(key: u8, asc: u8, ascq: u8) -> [u8; 18] {
 
 fn bump_max(c: &AtomicU64, v: u64) {
     c.fetch_max(v, Ordering::Relaxed);
+}
+
+/// Counts a running `start_io` (and whether an `interrupt` runs meanwhile) for its lifetime.
+struct StartIoRunning<'a>(&'a ScriptCounters);
+
+impl<'a> StartIoRunning<'a> {
+    fn enter(c: &'a ScriptCounters) -> Self {
+        let running = c.start_io_running.fetch_add(1, Ordering::AcqRel) + 1;
+        bump_max(&c.start_io_max_concurrent, running);
+        if c.interrupt_running.load(Ordering::Acquire) > 0 {
+            c.start_io_during_interrupt.fetch_add(1, Ordering::Relaxed);
+        }
+        StartIoRunning(c)
+    }
+}
+
+impl Drop for StartIoRunning<'_> {
+    fn drop(&mut self) {
+        self.0.start_io_running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Spins up to `us` µs until `other` is non-zero; true if it was.
+fn rendezvous(other: &AtomicU64, us: u64) -> bool {
+    if us == 0 {
+        return false;
+    }
+    let end = std::time::Instant::now() + std::time::Duration::from_micros(us);
+    while std::time::Instant::now() < end {
+        if other.load(Ordering::Acquire) > 0 {
+            return true;
+        }
+        std::thread::yield_now();
+    }
+    false
 }
 
 impl ScriptedMiniport {
@@ -782,6 +860,22 @@ impl ScriptedMiniport {
         port.next_request();
     }
 
+    fn interrupt_body(&mut self, port: &mut PortContext<'_, Self>) -> bool {
+        Self::count(&self.script.counters.interrupts);
+        if self.script.config.deferred_interrupts {
+            if self.script.fire.lock().is_none() {
+                return false;
+            }
+            port.call_enable_interrupts(Self::enable_callback);
+            return true;
+        }
+        let Some(order) = self.script.take_fire() else {
+            return false;
+        };
+        self.finish_interrupt(port, order);
+        true
+    }
+
     fn enable_callback(&mut self, port: &mut PortContext<'_, Self>) {
         Self::count(&self.script.counters.enable_callbacks);
         let order = self.script.take_fire().unwrap_or(FireOrder::All);
@@ -831,6 +925,10 @@ impl Miniport for ScriptedMiniport {
         config.number_of_requests = c.number_of_requests;
         config.maximum_transfer_length = c.maximum_transfer_length;
         config.initiator_bus_id = [7; 8];
+        config.bus_reset_hold_time = c.bus_reset_hold_time;
+        if c.full_duplex {
+            config.synchronization_model = SynchronizationModel::FullDuplex;
+        }
         ctx.set_again(ctx.call_index() + 1 < c.adapters);
         script.lines.lock().push(ctx.interrupt_line());
         FindAdapterResult::Found(ScriptedMiniport {
@@ -859,6 +957,7 @@ impl Miniport for ScriptedMiniport {
     fn start_io(&mut self, port: &mut PortContext<'_, Self>, r: SrbRef) -> bool {
         let script = self.script.clone();
         let c = &script.counters;
+        let _running = StartIoRunning::enter(c);
         Self::count(&c.start_io);
         self.wmi.starts += 1;
         if self.no_disconnect.is_some_and(|id| port.srb(id).is_none()) {
@@ -954,19 +1053,13 @@ impl Miniport for ScriptedMiniport {
         if self.script.config.polled {
             return false;
         }
-        Self::count(&self.script.counters.interrupts);
-        if self.script.config.deferred_interrupts {
-            if self.script.fire.lock().is_none() {
-                return false;
-            }
-            port.call_enable_interrupts(Self::enable_callback);
-            return true;
-        }
-        let Some(order) = self.script.take_fire() else {
-            return false;
-        };
-        self.finish_interrupt(port, order);
-        true
+        let script = self.script.clone();
+        let c = &script.counters;
+        c.interrupt_running.fetch_add(1, Ordering::AcqRel);
+        rendezvous(&c.start_io_running, script.config.interrupt_rendezvous_us);
+        let claimed = self.interrupt_body(port);
+        c.interrupt_running.fetch_sub(1, Ordering::AcqRel);
+        claimed
     }
 
     fn dma_started(&mut self, port: &mut PortContext<'_, Self>) {
@@ -1043,6 +1136,90 @@ impl crate::miniport::StorportMiniport for ScriptedMiniport {
             return false;
         }
         true
+    }
+
+    /// Under the StartIo lock only: `Inline` EXECUTE_SCSI requests complete in hand; the rest
+    /// go through the ordinary `start_io` inside `synchronize_access`.
+    fn start_io_full_duplex(
+        script: &Script,
+        port: &mut StartIoContext<'_, Self>,
+        r: SrbRef,
+    ) -> bool {
+        let c = &script.counters;
+        c.full_duplex_starts.fetch_add(1, Ordering::Relaxed);
+        let inline = {
+            let _running = StartIoRunning::enter(c);
+            if rendezvous(&c.interrupt_running, script.config.start_io_rendezvous_us) {
+                c.start_io_during_interrupt.fetch_add(1, Ordering::Relaxed);
+            }
+            let inline = port.srb(&r).is_some_and(|s| {
+                s.function == SrbFunction::ExecuteScsi
+                    && Behaviour::from_cdb(s.cdb.as_slice()) == Some(Behaviour::Inline)
+            });
+            if inline {
+                c.start_io.fetch_add(1, Ordering::Relaxed);
+                if let Some(srb) = port.srb_mut(&r) {
+                    if srb.flags.contains(SrbFlags::DATA_IN) {
+                        srb.data_slice_mut().fill(0xA5);
+                    }
+                    srb.srb_status = SrbStatus::SUCCESS;
+                    srb.scsi_status = scsi_status::GOOD;
+                }
+            }
+            inline
+        };
+        if inline {
+            port.request_complete(r);
+            return true;
+        }
+        port.synchronize_access(|m, ctx| m.start_io(ctx, r))
+    }
+
+    fn unit_control(
+        &mut self,
+        _port: &mut PortContext<'_, Self>,
+        control: UnitControl<'_>,
+    ) -> UnitControlStatus {
+        if !self.script.config.storport_controls {
+            return UnitControlStatus::Unsuccessful;
+        }
+        let c = &self.script.counters;
+        match control {
+            UnitControl::QuerySupportedUnitControlTypes(list) => {
+                list.set(UnitControlType::QuerySupportedUnitControlTypes);
+                list.set(UnitControlType::Start);
+                list.set(UnitControlType::Power);
+                list.set(UnitControlType::SurpriseRemoval);
+            }
+            UnitControl::Start(_) => Self::count(&c.unit_starts),
+            UnitControl::Power { .. } => Self::count(&c.unit_power),
+            UnitControl::SurpriseRemoval(_) => Self::count(&c.unit_removals),
+        }
+        UnitControlStatus::Success
+    }
+
+    fn adapter_control_ex(
+        &mut self,
+        _port: &mut PortContext<'_, Self>,
+        control: StorAdapterControl<'_>,
+    ) -> AdapterControlStatus {
+        if !self.script.config.storport_controls {
+            return AdapterControlStatus::Unsuccessful;
+        }
+        let c = &self.script.counters;
+        match control {
+            StorAdapterControl::QuerySupportedControlTypes(list) => {
+                list.set(StorAdapterControlType::AdapterPower);
+                list.set(StorAdapterControlType::PrepareForBusReScan);
+                list.set(StorAdapterControlType::PostHwInitialize);
+            }
+            StorAdapterControl::AdapterPower(DevicePowerState::D0 | DevicePowerState::D3) => {
+                Self::count(&c.adapter_power)
+            }
+            StorAdapterControl::PrepareForBusReScan => Self::count(&c.prepare_rescans),
+            StorAdapterControl::PostHwInitialize => Self::count(&c.post_hw_initialize),
+        }
+        AdapterControlStatus::Success
     }
 }
 

@@ -68,10 +68,19 @@ impl CompletionSink for ReuseSink {
 }
 
 fn run(config: ScriptConfig, tagged: bool) {
+    run_model(config, tagged, false)
+}
+
+fn run_model(config: ScriptConfig, tagged: bool, storport: bool) {
     let script = Script::new(config);
-    let adapter = port::initialize::<ScriptedMiniport>(script, test_options())
-        .unwrap()
-        .remove(0);
+    let adapter = if storport {
+        port::initialize_storport::<ScriptedMiniport>(script, test_options())
+    } else {
+        port::initialize::<ScriptedMiniport>(script, test_options())
+    }
+    .unwrap()
+    .remove(0);
+    assert_eq!(adapter.is_storport(), storport);
     let sink = Arc::new(ReuseSink {
         done: Mutex::new(Vec::with_capacity(64)),
     });
@@ -136,6 +145,31 @@ fn steady_state_on_a_tagged_adapter_allocates_nothing() {
             next_lu_request: true,
             ..ScriptConfig::default()
         },
+        true,
+    );
+}
+
+#[test]
+fn steady_state_under_storport_half_duplex_allocates_nothing() {
+    run_model(
+        ScriptConfig {
+            luns: vec![Address::new(0, 0, 0), Address::new(0, 1, 0)],
+            ..ScriptConfig::default()
+        },
+        false,
+        true,
+    );
+}
+
+#[test]
+fn steady_state_under_storport_full_duplex_allocates_nothing() {
+    run_model(
+        ScriptConfig {
+            luns: vec![Address::new(0, 0, 0), Address::new(0, 1, 0)],
+            full_duplex: true,
+            ..ScriptConfig::default()
+        },
+        false,
         true,
     );
 }

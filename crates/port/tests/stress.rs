@@ -567,6 +567,35 @@ fn stress_storport_model_every_request_completes_exactly_once() {
 }
 
 #[test]
+fn stress_storport_full_duplex_every_request_completes_exactly_once() {
+    stress_model(
+        ScriptConfig {
+            late_after_reset: true,
+            full_duplex: true,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "storport-full-duplex",
+        false,
+        true,
+    );
+}
+
+#[test]
+fn stress_storport_full_duplex_with_shutdown_midway_every_request_completes_exactly_once() {
+    stress_model(
+        ScriptConfig {
+            full_duplex: true,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "storport-full-duplex-shutdown",
+        true,
+        true,
+    );
+}
+
+#[test]
 fn stress_with_adapter_restarts_every_request_completes_exactly_once() {
     stress(
         ScriptConfig {
