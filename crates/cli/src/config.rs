@@ -13,7 +13,7 @@
 //! [[adapter]]
 //! name = "ram0"
 //! miniport = "ram"          # ram | file | null
-//! model = "scsiport"        # scsiport | storport
+//! model = "storport"        # storport | scsiport
 //! [[adapter.lu]]
 //! target = 0
 //! lun = 0
@@ -83,9 +83,9 @@ pub enum MiniportKind {
 #[serde(rename_all = "lowercase")]
 pub enum IoModel {
     /// SCSI Port: one request at a time, the miniport pulls the next with NextRequest.
-    #[default]
     Scsiport,
     /// Storport: the port pushes requests up to the queue depths.
+    #[default]
     Storport,
 }
 
@@ -213,7 +213,7 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
 }
 
 impl Config {
-    /// The built-in default: one 1 GiB RAM LU behind a SCSI Port-model adapter, exported as LUN 0
+    /// The built-in default: one 1 GiB RAM LU behind a Storport-model adapter, exported as LUN 0
     /// of [`DEFAULT_IQN`] on [`DEFAULT_LISTEN`].
     pub fn builtin_default() -> Config {
         Config {
@@ -223,7 +223,7 @@ impl Config {
             adapters: vec![Adapter {
                 name: "ram0".into(),
                 miniport: MiniportKind::Ram,
-                model: IoModel::Scsiport,
+                model: IoModel::Storport,
                 lus: vec![LogicalUnit {
                     path: 0,
                     target: 0,

@@ -72,11 +72,6 @@ pub fn build(config: &Config) -> Result<Stack> {
     let mut routes: Vec<LuRoute> = Vec::new();
     let mut adapter_index = std::collections::BTreeMap::new();
     for (i, a) in config.adapters.iter().enumerate() {
-        if a.model == IoModel::Storport {
-            bail!(
-                "adapter[{i}].model: the Storport model is not available in this build yet; use model = \"scsiport\""
-            );
-        }
         let mut lus = Vec::new();
         let mut file_lus = Vec::new();
         for (j, l) in a.lus.iter().enumerate() {
@@ -112,14 +107,28 @@ pub fn build(config: &Config) -> Result<Stack> {
             MiniportKind::File => {
                 let mut hw = FileAdapterConfig::single(file_lus);
                 hw.maximum_transfer_length = MAXIMUM_TRANSFER_LENGTH;
-                port::initialize::<FileMiniport>(hw, PortOptions::default())
+                match a.model {
+                    IoModel::Scsiport => {
+                        port::initialize::<FileMiniport>(hw, PortOptions::default())
+                    }
+                    IoModel::Storport => {
+                        port::initialize_storport::<FileMiniport>(hw, PortOptions::default())
+                    }
+                }
             }
             MiniportKind::Ram | MiniportKind::Null => {
                 let hw = DiskAdapterConfig {
                     adapters: vec![lus.clone()],
                     maximum_transfer_length: MAXIMUM_TRANSFER_LENGTH,
                 };
-                port::initialize::<RamMiniport>(hw, PortOptions::default())
+                match a.model {
+                    IoModel::Scsiport => {
+                        port::initialize::<RamMiniport>(hw, PortOptions::default())
+                    }
+                    IoModel::Storport => {
+                        port::initialize_storport::<RamMiniport>(hw, PortOptions::default())
+                    }
+                }
             }
         }
         .map_err(|e| anyhow!("adapter[{i}] ({}): {e}", a.name))?;
