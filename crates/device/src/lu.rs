@@ -52,7 +52,9 @@ pub struct LuConfig {
     /// MAXIMUM TRANSFER LENGTH in blocks (VPD B0h); longer transfers are INVALID FIELD
     /// IN CDB.
     pub max_transfer_blocks: u32,
-    /// MAXIMUM WRITE SAME LENGTH in blocks.
+    /// MAXIMUM WRITE SAME LENGTH in blocks. Keep it at or below `max_transfer_blocks`:
+    /// initiators (libiscsi's conformance tests among them) take it as a length they may
+    /// also WRITE and READ in one command.
     pub max_write_same_blocks: u32,
     /// MAXIMUM UNMAP LBA COUNT.
     pub max_unmap_blocks: u32,
@@ -76,7 +78,7 @@ impl Default for LuConfig {
             protocol_identifier: 5,
             read_only: false,
             max_transfer_blocks: 16384,
-            max_write_same_blocks: 1 << 20,
+            max_write_same_blocks: 16384,
             max_unmap_blocks: 1 << 20,
             max_unmap_descriptors: 4096,
             max_compare_and_write_blocks: 255,

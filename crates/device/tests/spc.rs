@@ -735,3 +735,28 @@ fn logical_unit_and_io_plan_are_shareable_between_threads() {
     send_sync::<device::LogicalUnit>();
     send::<device::IoPlan>();
 }
+
+#[test]
+fn default_write_same_limit_is_not_above_the_transfer_limit() {
+    let cfg = device::LuConfig::default();
+    let t = lu_with(BLOCKS_512, 512, cfg.clone());
+    let d = good(&t.lu, I1, &inquiry(true, 0xB0, 255), &[], 255);
+    let max_transfer = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+    let max_write_same = u64::from_be_bytes(d[36..44].try_into().unwrap());
+    assert_eq!(max_transfer, cfg.max_transfer_blocks);
+    assert_eq!(max_write_same, u64::from(cfg.max_write_same_blocks));
+    assert!(max_write_same <= u64::from(max_transfer));
+    // A WRITE SAME(16) one block longer than the limit is INVALID FIELD IN CDB (the
+    // NUMBER OF LOGICAL BLOCKS field, byte 10).
+    let mut ws = cdb16(0x93, 0x08, 0, cfg.max_write_same_blocks + 1);
+    ws[1] = 0x08;
+    expect_check(
+        &t.lu,
+        I1,
+        &ws,
+        &[0u8; 512],
+        SenseKey::IllegalRequest,
+        Asc::INVALID_FIELD_IN_CDB,
+        Some((true, 10, Some(7))),
+    );
+}
