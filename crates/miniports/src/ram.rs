@@ -5,7 +5,10 @@
 //! tagged): the seed's "complete during HwStartIo" fast path. There is no interrupt routine.
 //!
 //! The adapter runs under both I/O models: [`port::initialize`] (SCSI Port) and
-//! [`port::initialize_storport`] (Storport, see the `StorportMiniport` impl below).
+//! [`port::initialize_storport`] (Storport). Under Storport it asks for full duplex: its
+//! `start_io_full_duplex` executes and completes the request in hand under the StartIo lock
+//! only — the LUs are thread-safe devices in [`RamShared`], and there is no interrupt routine
+//! to synchronize with.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +17,7 @@ use device::{LogicalUnit, ResetKind};
 use port::{
     AdapterControl, AdapterControlStatus, AdapterControlType, AddressFilter, FindAdapterContext,
     FindAdapterResult, HwInitializationData, Miniport, PortConfiguration, PortContext, Srb,
-    SrbFunction, SrbRef, SrbStatus, StorportMiniport,
+    SrbFunction, SrbRef, SrbStatus, StartIoContext, StorportMiniport, SynchronizationModel,
 };
 
 use crate::{DiskAdapterConfig, DiskLu, execute_srb, find_lu};
@@ -109,6 +112,8 @@ impl Miniport for RamMiniport {
             return FindAdapterResult::BadConfig;
         }
         configure(config, &lus, hw.maximum_transfer_length);
+        // Storport: start_io needs nothing the interrupt lock guards (ignored by SCSI Port).
+        config.synchronization_model = SynchronizationModel::FullDuplex;
         FindAdapterResult::Found(RamMiniport {
             shared: Arc::new(RamShared {
                 lus,
@@ -165,12 +170,25 @@ impl Miniport for RamMiniport {
 }
 
 /// The RAM adapter under the Storport model. `build_io` has nothing to prepare (the default);
-/// `start_io` executes and completes the request in place.
+/// `start_io` executes and completes the request in hand, under the StartIo lock only.
 impl StorportMiniport for RamMiniport {
     type Shared = RamShared;
 
     fn shared(&self) -> Arc<RamShared> {
         self.shared.clone()
+    }
+
+    fn start_io_full_duplex(
+        shared: &RamShared,
+        port: &mut StartIoContext<'_, Self>,
+        r: SrbRef,
+    ) -> bool {
+        let Some(srb) = port.srb_mut(&r) else {
+            return false;
+        };
+        shared.execute(srb);
+        port.request_complete(r);
+        true
     }
 }
 

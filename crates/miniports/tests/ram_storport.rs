@@ -79,6 +79,7 @@ fn clear_unit_attention(a: &Adapter, address: Address) {
 fn the_scan_finds_both_lus_under_storport() {
     let a = storport_adapter();
     assert!(a.is_storport());
+    assert!(a.is_full_duplex(), "the ram miniport asks for full duplex");
     let found: Vec<Address> = a.logical_units().iter().map(|l| l.address).collect();
     assert_eq!(found, vec![LU0, LU1]);
     a.shutdown().unwrap();
@@ -187,5 +188,37 @@ fn a_lower_queue_depth_still_completes_everything() {
             .iter()
             .all(|s| s.srb_status.status() == SrbStatus::SUCCESS)
     );
+    a.shutdown().unwrap();
+}
+
+#[test]
+fn bus_reset_and_stop_restart_under_storport() {
+    let a = storport_adapter();
+    clear_unit_attention(&a, LU0);
+    let reset = a
+        .execute_and_wait(Srb::function(port::SrbFunction::ResetBus, LU0))
+        .unwrap();
+    assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+    // The hold-off after the reset, then the LU reports the reset as a unit attention.
+    for _ in 0..=a.options().reset_hold_off_ticks {
+        a.tick();
+    }
+    let mut tur = Srb::execute_scsi(LU0, &[0, 0, 0, 0, 0, 0]).unwrap();
+    tur.flags.insert(SrbFlags::NO_QUEUE_FREEZE);
+    let ua = a.execute_and_wait(tur).unwrap();
+    assert_eq!(ua.scsi_status, 2);
+    assert_eq!(ua.sense()[2] & 0x0F, 6, "UNIT ATTENTION");
+    // Stop holds requests; restart runs them.
+    a.stop(Duration::from_secs(5)).unwrap();
+    let sink = CollectingSink::new();
+    a.submitter(sink.clone()).submit(read10(LU0, 0, 1, 9));
+    assert_eq!(
+        sink.wait_for(1, Duration::from_millis(50)),
+        0,
+        "held while stopped"
+    );
+    a.restart(Duration::from_secs(5)).unwrap();
+    assert_eq!(sink.wait_for(1, Duration::from_secs(5)), 1);
+    assert_eq!(sink.take()[0].srb_status.status(), SrbStatus::SUCCESS);
     a.shutdown().unwrap();
 }

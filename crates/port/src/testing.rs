@@ -217,10 +217,10 @@ pub struct ScriptConfig {
     /// completes `Inline` EXECUTE_SCSI requests in hand (without the interrupt lock) and runs
     /// the ordinary `start_io` inside `synchronize_access` for everything else.
     pub full_duplex: bool,
-    /// Full-duplex `start_io` waits up to this long for an `interrupt` routine to be running
-    /// (to show they overlap). 0: no wait.
+    /// Full-duplex `start_io` of a scripted request waits up to this long for an `interrupt`
+    /// routine to be running (to show they overlap). 0: no wait.
     pub start_io_rendezvous_us: u64,
-    /// `interrupt` waits up to this long for a `start_io` to be running. 0: no wait.
+    /// `interrupt` waits up to this long for a `start_io` to begin or be running. 0: no wait.
     pub interrupt_rendezvous_us: u64,
     /// Storport `BusResetHoldTime` in µs ([`SP_UNINITIALIZED_VALUE`]: the port's default).
     pub bus_reset_hold_time: u32,
@@ -318,6 +318,8 @@ pub struct ScriptCounters {
     pub start_io_running: AtomicU64,
     /// Most `start_io` calls seen running at once (must stay 1).
     pub start_io_max_concurrent: AtomicU64,
+    /// `start_io` calls (either kind) begun.
+    pub start_io_entered: AtomicU64,
     /// Full-duplex `start_io` calls.
     pub full_duplex_starts: AtomicU64,
     /// `interrupt` calls running right now.
@@ -519,6 +521,7 @@ struct StartIoRunning<'a>(&'a ScriptCounters);
 
 impl<'a> StartIoRunning<'a> {
     fn enter(c: &'a ScriptCounters) -> Self {
+        c.start_io_entered.fetch_add(1, Ordering::AcqRel);
         let running = c.start_io_running.fetch_add(1, Ordering::AcqRel) + 1;
         bump_max(&c.start_io_max_concurrent, running);
         if c.interrupt_running.load(Ordering::Acquire) > 0 {
@@ -1055,8 +1058,18 @@ impl Miniport for ScriptedMiniport {
         }
         let script = self.script.clone();
         let c = &script.counters;
+        let entered = c.start_io_entered.load(Ordering::Acquire);
         c.interrupt_running.fetch_add(1, Ordering::AcqRel);
-        rendezvous(&c.start_io_running, script.config.interrupt_rendezvous_us);
+        // Wait for a start_io to begin meanwhile (or one to be running).
+        let us = script.config.interrupt_rendezvous_us;
+        let end = std::time::Instant::now() + std::time::Duration::from_micros(us);
+        while us > 0
+            && std::time::Instant::now() < end
+            && c.start_io_entered.load(Ordering::Acquire) == entered
+            && c.start_io_running.load(Ordering::Acquire) == 0
+        {
+            std::thread::yield_now();
+        }
         let claimed = self.interrupt_body(port);
         c.interrupt_running.fetch_sub(1, Ordering::AcqRel);
         claimed
@@ -1149,7 +1162,11 @@ impl crate::miniport::StorportMiniport for ScriptedMiniport {
         c.full_duplex_starts.fetch_add(1, Ordering::Relaxed);
         let inline = {
             let _running = StartIoRunning::enter(c);
-            if rendezvous(&c.interrupt_running, script.config.start_io_rendezvous_us) {
+            // Only scripted requests wait (not the scan's INQUIRY / REPORT LUNS).
+            let scripted = port
+                .srb(&r)
+                .is_some_and(|s| s.cdb.opcode() == SCRIPTED_OPCODE);
+            if scripted && rendezvous(&c.interrupt_running, script.config.start_io_rendezvous_us) {
                 c.start_io_during_interrupt.fetch_add(1, Ordering::Relaxed);
             }
             let inline = port.srb(&r).is_some_and(|s| {

@@ -306,7 +306,6 @@ fn full_duplex_start_io_runs_while_the_interrupt_routine_runs() {
     let h = Harness::storport(ScriptConfig {
         full_duplex: true,
         interrupt_rendezvous_us: 2_000_000,
-        start_io_rendezvous_us: 2_000_000,
         ..luns()
     });
     h.submit(LU0, Behaviour::Interrupt, 1);
