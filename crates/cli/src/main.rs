@@ -32,12 +32,105 @@ enum Command {
         #[arg(long)]
         listen: Vec<std::net::SocketAddr>,
     },
+    /// Drive a miniport in process through the class driver (or raw SRBs) and print IOPS,
+    /// bandwidth, latency percentiles and CPU time per I/O.
+    Bench(BenchArgs),
     /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
         /// The TOML configuration file; without it, the built-in default.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct BenchArgs {
+    /// Miniport: null, ram, or file:PATH (a file or block device; created with --size if new).
+    #[arg(long, default_value = "null")]
+    miniport: bench::MiniportKind,
+    /// I/O model of the port: storport or scsiport.
+    #[arg(long, default_value = "storport")]
+    model: bench::Model,
+    /// randread, randwrite, read, write, mixed (70% reads) or mixed:READPERCENT.
+    #[arg(long, default_value = "randread")]
+    pattern: bench::Pattern,
+    /// Bytes per I/O.
+    #[arg(long, default_value_t = 4096)]
+    bs: u32,
+    /// Requests each submitting thread keeps in flight.
+    #[arg(long, default_value_t = 32)]
+    qd: u32,
+    /// Submitting threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 5.0)]
+    seconds: f64,
+    /// Disk size in bytes (null, ram, new files).
+    #[arg(long, default_value_t = 256 << 20)]
+    size: u64,
+    /// Logical block size: 512 or 4096.
+    #[arg(long, default_value_t = 512)]
+    block_size: u32,
+    /// Submit raw SRBs instead of going through the class driver.
+    #[arg(long)]
+    raw: bool,
+    /// Write verifiable patterns and check every read.
+    #[arg(long)]
+    verify: bool,
+    /// Print the report as JSON (no progress bar).
+    #[arg(long)]
+    json: bool,
+}
+
+fn run_bench(args: BenchArgs) -> ExitCode {
+    if !(args.seconds > 0.0 && args.seconds <= 86_400.0) {
+        eprintln!("scsiport: --seconds must be in (0, 86400]");
+        return ExitCode::from(2);
+    }
+    let cfg = bench::BenchConfig {
+        miniport: args.miniport,
+        model: args.model,
+        pattern: args.pattern,
+        block_size: args.bs,
+        queue_depth: args.qd,
+        threads: args.threads,
+        duration: std::time::Duration::from_secs_f64(args.seconds),
+        size: args.size,
+        logical_block_size: args.block_size,
+        raw: args.raw,
+        verify: args.verify,
+        ..bench::BenchConfig::default()
+    };
+    let bar = if args.json {
+        indicatif::ProgressBar::hidden()
+    } else {
+        let bar = indicatif::ProgressBar::new(1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {elapsed_precise} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let result = bench::run(&cfg, |p| {
+        bar.set_position((p.fraction() * 1000.0) as u64);
+        bar.set_message(format!("{:.0} IOPS", p.iops()));
+    });
+    bar.finish_and_clear();
+    match result {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{report}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("scsiport: bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn load_config(path: &std::path::Path) -> Result<Config, String> {
@@ -49,6 +142,7 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Bench(args) => run_bench(args),
         Command::Serve { config, listen } => {
             let config = match config.map(|p| load_config(&p)) {
                 None => Config::builtin_default(),
