@@ -222,3 +222,24 @@ fn bus_reset_and_stop_restart_under_storport() {
     assert_eq!(sink.take()[0].srb_status.status(), SrbStatus::SUCCESS);
     a.shutdown().unwrap();
 }
+
+#[test]
+fn the_port_options_can_override_the_synchronization_model() {
+    let hw = single_adapter(vec![(LU0, ram_lu())]);
+    let options = PortOptions {
+        tick: None,
+        synchronization_model: Some(port::SynchronizationModel::HalfDuplex),
+        ..PortOptions::default()
+    };
+    let a = port::initialize_storport::<RamMiniport>(hw, options)
+        .unwrap()
+        .remove(0);
+    assert!(a.is_storport());
+    assert!(!a.is_full_duplex());
+    clear_unit_attention(&a, LU0);
+    let w = a.execute_and_wait(write10(LU0, 7, 2, 0x77, 1)).unwrap();
+    assert_eq!(w.srb_status.status(), SrbStatus::SUCCESS);
+    let r = a.execute_and_wait(read10(LU0, 7, 2, 2)).unwrap();
+    assert!(r.data.iter().all(|&b| b == 0x77));
+    a.shutdown().unwrap();
+}

@@ -227,11 +227,25 @@ pub(crate) struct PendingStart {
 /// The StartIo side of a full-duplex adapter.
 pub(crate) struct FullDuplex<M: Miniport> {
     start_io: StartIoFn<M>,
-    /// The *StartIo lock*; it guards the notifications latched by `start_io`.
-    lock: Mutex<Latch<M>>,
+    /// The *StartIo lock*; it guards what `start_io` left for the interrupt side.
+    lock: Mutex<StartIoSide<M>>,
     /// Requests to start, in dispatch order (a leaf lock).
     starts: Mutex<VecDeque<PendingStart>>,
 }
+
+/// What the StartIo lock guards.
+pub(crate) struct StartIoSide<M: Miniport> {
+    /// Notifications latched by `start_io`.
+    latch: Latch<M>,
+    /// Started requests still in hand, handed to the interrupt side together at the end of a
+    /// batch (or at the next `synchronize_access`).
+    done: Vec<InHand>,
+    /// The batch of starts being worked on (swapped with `FullDuplex::starts`).
+    batch: VecDeque<PendingStart>,
+}
+
+/// A started request not yet handed to the interrupt side: id, request, RequestComplete seen.
+pub(crate) type InHand = (SrbId, Srb, bool);
 
 /// The Storport parts of an adapter.
 pub(crate) struct StorportState<M: Miniport> {
@@ -385,7 +399,11 @@ impl<M: Miniport> AdapterShared<M> {
                 Some(StorportState {
                     full_duplex: h.start_io.map(|start_io| FullDuplex {
                         start_io,
-                        lock: Mutex::new(Latch::new(slots)),
+                        lock: Mutex::new(StartIoSide {
+                            latch: Latch::new(slots),
+                            done: Vec::with_capacity(slots),
+                            batch: VecDeque::with_capacity(slots),
+                        }),
                         starts: Mutex::new(VecDeque::with_capacity(slots)),
                     }),
                     unit_control: h.unit_control,
@@ -509,28 +527,37 @@ impl<M: Miniport> AdapterShared<M> {
     }
 
     /// Full duplex: calls `start_io` for every request waiting in `starts`, in order, with the
-    /// StartIo lock (`latch`) held, then hands each request to the interrupt side. Returns
-    /// whether anything was started.
-    fn drain_starts_locked(&self, fd: &FullDuplex<M>, latch: &mut Latch<M>) -> bool {
+    /// StartIo lock (`side`) held, then hands the requests left in hand to the interrupt side in
+    /// one batch. Returns whether anything was started.
+    fn drain_starts_locked(&self, fd: &FullDuplex<M>, side: &mut StartIoSide<M>) -> bool {
         let mut any = false;
         let was = IN_START_IO.with(|f| f.replace(true));
         loop {
-            let Some(p) = fd.starts.lock().pop_front() else {
-                break;
-            };
+            {
+                let mut q = fd.starts.lock();
+                if q.is_empty() {
+                    break;
+                }
+                std::mem::swap(&mut *q, &mut side.batch);
+            }
             any = true;
-            let mut ctx = StartIoContext {
-                adapter: self,
-                latch: &mut *latch,
-                id: p.id,
-                srb: Some(p.srb),
-                completed: false,
-            };
-            (fd.start_io)(&mut ctx, SrbRef { id: p.id });
-            // Whatever is still in hand (completed or kept by the miniport) and the latched
-            // notifications go to the interrupt side now.
+            while let Some(p) = side.batch.pop_front() {
+                let mut ctx = StartIoContext {
+                    adapter: self,
+                    latch: &mut side.latch,
+                    done: &mut side.done,
+                    id: p.id,
+                    srb: Some(p.srb),
+                    completed: false,
+                };
+                (fd.start_io)(&mut ctx, SrbRef { id: p.id });
+                if let Some(srb) = ctx.srb.take() {
+                    let (id, completed) = (ctx.id, ctx.completed);
+                    side.done.push((id, srb, completed));
+                }
+            }
             let mut g = self.interrupt.lock();
-            ctx.publish(&mut g.core);
+            crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
         }
         IN_START_IO.with(|f| f.set(was));
         if any {
@@ -550,8 +577,8 @@ impl<M: Miniport> AdapterShared<M> {
         if fd.starts.lock().is_empty() {
             return false;
         }
-        let mut latch = fd.lock.lock();
-        self.drain_starts_locked(fd, &mut latch)
+        let mut side = fd.lock.lock();
+        self.drain_starts_locked(fd, &mut side)
     }
 
     /// Full duplex: holds interrupts (`blocked`) or lets them run on the raising thread again.
@@ -1061,8 +1088,8 @@ impl<M: Miniport> Runner<M> {
             return self.call_isr(sh, f);
         };
         let r = {
-            let mut latch = fd.lock.lock();
-            sh.drain_starts_locked(fd, &mut latch);
+            let mut side = fd.lock.lock();
+            sh.drain_starts_locked(fd, &mut side);
             let mut g = sh.interrupt.lock();
             let st = &mut *g;
             let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
@@ -1710,12 +1737,43 @@ impl<M: Miniport> Runner<M> {
             stage_left: 0,
         };
         if let Some(fd) = sh.full_duplex() {
-            // Full duplex: start_io runs under the StartIo lock after the token is given back
-            // (`AdapterShared::drain_starts`).
-            fd.starts.lock().push_back(PendingStart {
-                id: SrbId { slot, generation },
-                srb,
-            });
+            let id = SrbId { slot, generation };
+            let mut starts = fd.starts.lock();
+            if starts.is_empty()
+                && let Some(mut start_io_lock) = fd.lock.try_lock()
+            {
+                // The StartIo lock is free and nothing waits before this request: start it
+                // here (StartIo lock only; the interrupt routine may run meanwhile on the
+                // raising thread), then hand it over and collect in one interrupt-lock turn.
+                drop(starts);
+                let side = &mut *start_io_lock;
+                let was = IN_START_IO.with(|f| f.replace(true));
+                let mut ctx = StartIoContext {
+                    adapter: sh,
+                    latch: &mut side.latch,
+                    done: &mut side.done,
+                    id,
+                    srb: Some(srb),
+                    completed: false,
+                };
+                (fd.start_io)(&mut ctx, SrbRef { id });
+                if let Some(srb) = ctx.srb.take() {
+                    let completed = ctx.completed;
+                    side.done.push((id, srb, completed));
+                }
+                IN_START_IO.with(|f| f.set(was));
+                {
+                    let mut g = sh.interrupt.lock();
+                    crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
+                    self.snapshot(&mut g.core);
+                }
+                drop(start_io_lock);
+                self.process_latch(sh);
+                return;
+            }
+            // Otherwise start_io runs under the StartIo lock after the token is given back
+            // (`AdapterShared::drain_starts`), in dispatch order.
+            starts.push_back(PendingStart { id, srb });
             return;
         }
         self.call(sh, |m, ctx| {
@@ -2138,9 +2196,9 @@ impl<M: Miniport> Runner<M> {
         {
             // Full duplex: every dispatched request reaches the miniport first.
             let _start_io_lock = sh.full_duplex().map(|fd| {
-                let mut latch = fd.lock.lock();
-                sh.drain_starts_locked(fd, &mut latch);
-                latch
+                let mut side = fd.lock.lock();
+                sh.drain_starts_locked(fd, &mut side);
+                side
             });
             let mut g = sh.interrupt.lock();
             let core = &mut g.core;

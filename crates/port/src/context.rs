@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::adapter::AdapterShared;
+use crate::adapter::{AdapterShared, InHand};
 use crate::interrupt::InterruptLine;
 use crate::miniport::{HwRoutine, Miniport, PortConfiguration};
 use crate::srb::{Address, AddressFilter, Srb, SrbId, SrbStatus};
@@ -513,6 +513,8 @@ impl<'a, M: Miniport> PortContext<'a, M> {
 pub struct StartIoContext<'a, M: Miniport> {
     pub(crate) adapter: &'a AdapterShared<M>,
     pub(crate) latch: &'a mut Latch<M>,
+    /// Requests of this batch started before this one, still to be handed over.
+    pub(crate) done: &'a mut Vec<InHand>,
     pub(crate) id: SrbId,
     /// The request in hand (`None` once handed to the interrupt side).
     pub(crate) srb: Option<Srb>,
@@ -530,21 +532,13 @@ impl<M: Miniport> std::fmt::Debug for StartIoContext<'_, M> {
 }
 
 impl<'a, M: Miniport> StartIoContext<'a, M> {
-    /// Hands the request in hand to the interrupt side's table (under the interrupt lock) and
-    /// moves the latched notifications into the interrupt side's latch.
+    /// Hands the request in hand and the earlier ones of this batch to the interrupt side's
+    /// table (under the interrupt lock), with the latched notifications.
     pub(crate) fn publish(&mut self, core: &mut Core<M>) {
         if let Some(srb) = self.srb.take() {
-            core.lu_ext.entry(srb.address).or_default();
-            let slot = self.id.slot;
-            let e = &mut core.active[slot as usize];
-            e.generation = self.id.generation;
-            e.srb = Some(srb);
-            e.completed = self.completed;
-            if self.completed {
-                core.latch.completed.push(slot);
-            }
+            self.done.push((self.id, srb, self.completed));
         }
-        self.latch.merge_into(&mut core.latch);
+        publish(self.done, self.latch, core);
     }
 
     /// The adapter's configuration as `find_adapter` left it.
@@ -702,4 +696,25 @@ impl<'a, M: Miniport> StartIoContext<'a, M> {
     pub fn interrupt_line(&self) -> InterruptLine {
         self.adapter.line.clone()
     }
+}
+
+/// Moves started requests into the interrupt side's table (completed ones straight onto the
+/// completion latch) and the StartIo-side notifications into its latch. Under the interrupt
+/// lock; keeps the capacity of `done` and `latch`.
+pub(crate) fn publish<M: Miniport>(
+    done: &mut Vec<InHand>,
+    latch: &mut Latch<M>,
+    core: &mut Core<M>,
+) {
+    for (id, srb, completed) in done.drain(..) {
+        core.lu_ext.entry(srb.address).or_default();
+        let e = &mut core.active[id.slot as usize];
+        e.generation = id.generation;
+        e.srb = Some(srb);
+        e.completed = completed;
+        if completed {
+            core.latch.completed.push(id.slot);
+        }
+    }
+    latch.merge_into(&mut core.latch);
 }

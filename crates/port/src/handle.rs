@@ -93,6 +93,10 @@ pub struct PortOptions {
     pub argument_string: Option<String>,
     /// Override of `NumberOfRequests` (SRB slots per adapter).
     pub number_of_requests: Option<u32>,
+    /// Storport: overrides the `SynchronizationModel` the miniport chose in `find_adapter`
+    /// (half or full duplex), like a registry override; `None` keeps the miniport's choice.
+    /// Ignored by the SCSI Port model.
+    pub synchronization_model: Option<SynchronizationModel>,
 }
 
 impl Default for PortOptions {
@@ -109,6 +113,7 @@ impl Default for PortOptions {
             max_adapters: 16,
             argument_string: None,
             number_of_requests: None,
+            synchronization_model: None,
         }
     }
 }
@@ -572,6 +577,9 @@ fn initialize_model<M: Miniport>(
                     break;
                 }
             };
+            if let Some(model) = options.synchronization_model {
+                config.synchronization_model = model;
+            }
             let hooks = storport(&miniport, &mut config);
             if let Err(e) = validate(&config) {
                 failure = Some(e);
