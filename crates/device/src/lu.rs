@@ -621,6 +621,7 @@ impl LogicalUnit {
             K::PreventAllowMediumRemoval => self.prevent_allow(req),
             K::ReadCapacity10 => self.read_capacity10(req),
             K::ReadCapacity16 => self.read_capacity16(req),
+            K::ReadDefectData10 | K::ReadDefectData12 => self.read_defect_data(entry, req),
             K::ReportLuns => self.report_luns(req),
             K::ReportSupportedOperationCodes => self.report_supported_opcodes(req),
             K::WriteAndVerify10 | K::WriteAndVerify12 | K::WriteAndVerify16 => {

@@ -20,6 +20,8 @@ use scsi::RwCommand;
 use scsi::unmap::{LbaStatusDescriptor, UnmapParameterList, lba_status_data, provisioning_status};
 
 use crate::table::{CommandEntry, CommandKind};
+use zerocopy::byteorder::big_endian::{U16, U32};
+use zerocopy::{Immutable, IntoBytes, KnownLayout, Unaligned};
 
 /// LOGICAL BLOCK ADDRESS, TRANSFER LENGTH and the CDB offset of the length field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,37 @@ impl LogicalUnit {
             .with_lbpme(self.thin)
             .with_lbprz(self.thin);
         Ok(Self::respond(req, d.as_bytes(), alloc))
+    }
+
+    /// READ DEFECT DATA(10) and (12) (SBC-4 5.19, 5.20). The medium has no defects, so
+    /// the data is the header alone: PLISTV and GLISTV echo REQ_PLIST and REQ_GLIST (each
+    /// requested list is valid and empty), the format echoes the requested one (with no
+    /// descriptors every format is the requested one), DEFECT LIST LENGTH = 0.
+    pub(crate) fn read_defect_data(
+        &self,
+        entry: &CommandEntry,
+        req: &mut ScsiRequest<'_>,
+    ) -> HandlerResult {
+        if entry.kind == CommandKind::ReadDefectData10 {
+            let flags = req.cdb[2] & 0x1f;
+            let alloc = u64::from(u16::from_be_bytes([req.cdb[7], req.cdb[8]]));
+            let h = DefectDataHeader10 {
+                reserved: 0,
+                flags,
+                defect_list_length: U16::new(0),
+            };
+            Ok(Self::respond(req, h.as_bytes(), alloc))
+        } else {
+            let flags = req.cdb[1] & 0x1f;
+            let alloc = u64::from(be32(&req.cdb[6..10]));
+            let h = DefectDataHeader12 {
+                reserved: 0,
+                flags,
+                generation_code: U16::new(0),
+                defect_list_length: U32::new(0),
+            };
+            Ok(Self::respond(req, h.as_bytes(), alloc))
+        }
     }
 
     /// Reads `blocks` blocks from `lba` into a fresh buffer (bounded by the caller).
@@ -501,3 +534,29 @@ impl LogicalUnit {
         })
     }
 }
+
+/// READ DEFECT DATA(10) parameter data header (SBC-4 table 122), 4 bytes.
+#[derive(Debug, Clone, Copy, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct DefectDataHeader10 {
+    reserved: u8,
+    /// PLISTV (bit 4), GLISTV (bit 3), DEFECT LIST FORMAT (bits 2..0).
+    flags: u8,
+    /// DEFECT LIST LENGTH in bytes.
+    defect_list_length: U16,
+}
+const _: () = assert!(size_of::<DefectDataHeader10>() == 4);
+
+/// READ DEFECT DATA(12) parameter data header (SBC-4 table 125), 8 bytes.
+#[derive(Debug, Clone, Copy, IntoBytes, Immutable, KnownLayout, Unaligned)]
+#[repr(C)]
+struct DefectDataHeader12 {
+    reserved: u8,
+    /// PLISTV (bit 4), GLISTV (bit 3), DEFECT LIST FORMAT (bits 2..0).
+    flags: u8,
+    /// GENERATION CODE (0: not supported).
+    generation_code: U16,
+    /// DEFECT LIST LENGTH in bytes.
+    defect_list_length: U32,
+}
+const _: () = assert!(size_of::<DefectDataHeader12>() == 8);

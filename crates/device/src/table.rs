@@ -38,6 +38,7 @@ pub enum CommandKind {
     StartStopUnit,
     PreventAllowMediumRemoval,
     ReadCapacity10,
+    ReadDefectData10,
     Read10,
     Write10,
     WriteAndVerify10,
@@ -69,6 +70,7 @@ pub enum CommandKind {
     Write12,
     WriteAndVerify12,
     Verify12,
+    ReadDefectData12,
 }
 
 /// Property flags of an entry (a small bit set).
@@ -197,6 +199,8 @@ pub static COMMANDS: &[CommandEntry] = &[
         [0x34, 0x02, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
     entry!(op::SYNCHRONIZE_CACHE_10, None, "SYNCHRONIZE CACHE(10)", SynchronizeCache10, None, Flags::PR_WRITE, 60,
         [0x35, 0x06, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
+    entry!(op::READ_DEFECT_DATA_10, None, "READ DEFECT DATA(10)", ReadDefectData10, In, RD, 5,
+        [0x37, 0, 0x1f, 0, 0, 0, 0, 0xff, 0xff, 0]),
     entry!(op::WRITE_SAME_10, None, "WRITE SAME(10)", WriteSame10, Out, WR, 60,
         [0x41, 0x18, 0xff, 0xff, 0xff, 0xff, 0x1f, 0xff, 0xff, 0]),
     entry!(op::UNMAP, None, "UNMAP", Unmap, Out, WR.with(Flags::THIN_ONLY), 60,
@@ -265,6 +269,8 @@ pub static COMMANDS: &[CommandEntry] = &[
         [ 0xae, 0x12, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
     entry!(op::VERIFY_12, None, "VERIFY(12)", Verify12, Out, RD, 30,
         [ 0xaf, 0x16, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0 ]),
+    entry!(op::READ_DEFECT_DATA_12, None, "READ DEFECT DATA(12)", ReadDefectData12, In, RD, 5,
+        [0xb7, 0x1f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0]),
 ];
 
 /// For each opcode, the index of its first entry in [`COMMANDS`] (which is sorted), or
@@ -392,6 +398,9 @@ mod tests {
             K::StartStopUnit => l::<c::StartStopUnit>(),
             K::PreventAllowMediumRemoval => l::<c::PreventAllowMediumRemoval>(),
             K::ReadCapacity10 => l::<c::ReadCapacity10>(),
+            // The scsi crate has no layout for READ DEFECT DATA; SBC-4 5.19/5.20.
+            K::ReadDefectData10 => (0x37, None, 10),
+            K::ReadDefectData12 => (0xb7, None, 12),
             K::Read10 => l::<c::Read10>(),
             K::Write10 => l::<c::Write10>(),
             K::WriteAndVerify10 => l::<c::WriteAndVerify10>(),

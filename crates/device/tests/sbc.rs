@@ -728,3 +728,41 @@ fn verify_and_orwrite_work_across_chunks() {
     let back = read_blocks(&t.lu, 0, blocks as u32);
     assert!(back.iter().zip(&data).all(|(b, d)| *b == d | 0x80));
 }
+
+#[test]
+fn read_defect_data_returns_an_empty_list_of_the_requested_kind() {
+    let t = lu512();
+    // READ DEFECT DATA(10): REQ_PLIST + REQ_GLIST, format 101b (physical sector).
+    let rdd10 = |b2: u8, alloc: u16| {
+        let a = alloc.to_be_bytes();
+        [0x37, 0, b2, 0, 0, 0, 0, a[0], a[1], 0]
+    };
+    let d = good(&t.lu, I1, &rdd10(0x18 | 0x05, 32), &[], 32);
+    assert_eq!(d, [0, 0x1d, 0, 0]);
+    let d = good(&t.lu, I1, &rdd10(0x08, 32), &[], 32);
+    assert_eq!(d, [0, 0x08, 0, 0]);
+    // The allocation length truncates; zero transfers nothing.
+    let (c, d) = run(&t.lu, I1, &rdd10(0x10, 2), &[], 2);
+    assert_eq!((c.status, d), (ScsiStatus::Good, vec![0, 0x10]));
+    let (c, d) = run(&t.lu, I1, &rdd10(0x10, 0), &[], 0);
+    assert_eq!((c.status, d.len()), (ScsiStatus::Good, 0));
+    // Reserved bits.
+    invalid_cdb(&t.lu, &rdd10(0x20, 32), 2, 5);
+    let mut c = rdd10(0, 32);
+    c[1] = 0x01;
+    invalid_cdb(&t.lu, &c, 1, 0);
+
+    // READ DEFECT DATA(12): 8-byte header with a 4-byte DEFECT LIST LENGTH.
+    let rdd12 = |b1: u8, index: u32, alloc: u32| {
+        let i = index.to_be_bytes();
+        let a = alloc.to_be_bytes();
+        [
+            0xb7, b1, i[0], i[1], i[2], i[3], a[0], a[1], a[2], a[3], 0, 0,
+        ]
+    };
+    let d = good(&t.lu, I1, &rdd12(0x14, 0, 64), &[], 64);
+    assert_eq!(d, [0, 0x14, 0, 0, 0, 0, 0, 0]);
+    let d = good(&t.lu, I1, &rdd12(0x08, 7, 64), &[], 64);
+    assert_eq!(d, [0, 0x08, 0, 0, 0, 0, 0, 0]);
+    invalid_cdb(&t.lu, &rdd12(0x20, 0, 64), 1, 5);
+}
