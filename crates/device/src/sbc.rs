@@ -208,7 +208,7 @@ impl LogicalUnit {
             Ok(Self::respond(req, h.as_bytes(), alloc))
         } else {
             let flags = req.cdb[1] & 0x1f;
-            let alloc = u64::from(be32(&req.cdb[6..10]));
+            let alloc = be32(&req.cdb[6..10]);
             let h = DefectDataHeader12 {
                 reserved: 0,
                 flags,
