@@ -189,6 +189,8 @@ pub(crate) struct Runner<M: Miniport> {
     /// Ticks of hold-off after a reset (`reset_hold_off_ticks`, or Storport's
     /// `BusResetHoldTime` rounded up to ticks).
     hold_ticks: u32,
+    /// Length of a port tick in µs (1 s when ticks are manual), for Storport pause timeouts.
+    tick_us: u64,
 }
 
 pub(crate) struct InterruptState<M: Miniport> {
@@ -456,6 +458,11 @@ impl<M: Miniport> AdapterShared<M> {
             config: config.clone(),
             storport,
             hold_ticks,
+            tick_us: options
+                .tick
+                .unwrap_or(Duration::from_secs(1))
+                .as_micros()
+                .clamp(1, u64::MAX as u128) as u64,
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -482,7 +489,8 @@ impl<M: Miniport> AdapterShared<M> {
             interrupt: Mutex::new(InterruptState {
                 miniport,
                 core,
-                isr_blocked: false,
+                // Until `initialize` has run.
+                isr_blocked: true,
             }),
             events: RwLock::new(Vec::new()),
             lus: RwLock::new(Vec::new()),
@@ -601,6 +609,7 @@ impl<M: Miniport> AdapterShared<M> {
                 m.initialize(ctx)
             });
             if ok {
+                self.set_isr_blocked(false);
                 let mut list = SupportedControlTypeList::default();
                 r.call(self, |m, ctx| {
                     m.adapter_control(ctx, AdapterControl::QuerySupportedControlTypes(&mut list))
@@ -1872,6 +1881,15 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// The Storport queue-management calls (`StorPortBusy`, `StorPortPause`, ...).
+    /// A pause timeout in seconds as port ticks, rounded up (`u32::MAX`: until resumed).
+    fn seconds_to_ticks(&self, seconds: u32) -> u32 {
+        if seconds == u32::MAX {
+            return u32::MAX;
+        }
+        let ticks = (seconds as u64 * 1_000_000).div_ceil(self.tick_us);
+        ticks.min(u32::MAX as u64 - 1) as u32
+    }
+
     fn queue_op(&mut self, op: QueueOp) {
         let outstanding: u32 = self.slots.iter().filter(|m| m.active).count() as u32;
         let lu_of = |r: &Self, a: Address| r.lu_index.get(&a).copied();
@@ -1881,7 +1899,7 @@ impl<M: Miniport> Runner<M> {
                 self.adapter.busy_count = 0;
                 self.kick_all();
             }
-            QueueOp::Pause(t) => self.adapter.paused = t,
+            QueueOp::Pause(t) => self.adapter.paused = self.seconds_to_ticks(t),
             QueueOp::Resume => {
                 self.adapter.paused = 0;
                 self.kick_all();
@@ -1900,7 +1918,7 @@ impl<M: Miniport> Runner<M> {
             }
             QueueOp::PauseDevice(a, t) => {
                 if let Some(lu) = lu_of(self, a) {
-                    self.lus[lu as usize].paused = t;
+                    self.lus[lu as usize].paused = self.seconds_to_ticks(t);
                 }
             }
             QueueOp::ResumeDevice(a) => {

@@ -426,8 +426,9 @@ impl<'a, M: Miniport> PortContext<'a, M> {
         self.core.latch.queue_ops.push(QueueOp::Ready);
     }
 
-    /// `StorPortPause`: hold all requests to all LUs for `timeout_seconds` port ticks or until
-    /// [`resume`](Self::resume).
+    /// `StorPortPause`: hold all requests to all LUs for `timeout_seconds` seconds (rounded up
+    /// to port ticks; counted by the tick) or until [`resume`](Self::resume), whichever comes
+    /// first. `u32::MAX`: until resumed.
     pub fn pause(&mut self, timeout_seconds: u32) {
         self.core
             .latch
@@ -457,8 +458,9 @@ impl<'a, M: Miniport> PortContext<'a, M> {
             .push(QueueOp::DeviceReady(address));
     }
 
-    /// `StorPortPauseDevice`: hold requests for `address` for `timeout_seconds` ticks or until
-    /// [`resume_device`](Self::resume_device).
+    /// `StorPortPauseDevice`: hold requests for `address` for `timeout_seconds` seconds
+    /// (rounded up to port ticks) or until [`resume_device`](Self::resume_device).
+    /// `u32::MAX`: until resumed.
     pub fn pause_device(&mut self, address: Address, timeout_seconds: u32) {
         self.core
             .latch

@@ -56,7 +56,8 @@
 //!
 //! # Locks and threads
 //!
-//! Each adapter has three locks, always taken in this order:
+//! Each adapter has three locks (four on a full-duplex Storport adapter), always taken in this
+//! order:
 //!
 //! 1. the **DPC token** (`Runner`): whoever holds it runs the deferred stage — the only code
 //!    that changes queues, slots and adapter state and the only caller of miniport routines
@@ -73,6 +74,9 @@
 //!    CallDisableInterrupts. Only `find_adapter` runs without it.
 //! 3. small leaf locks: the incoming-request list, sink registration, event subscribers, the
 //!    error log.
+//!
+//! A full-duplex Storport adapter adds the **StartIo lock** between 1 and 2 (order: DPC token,
+//! StartIo, interrupt): see the Storport section.
 //!
 //! Completion and event sinks are called by the deferred stage outside the interrupt lock; they
 //! must not block. They may submit (the new requests start after the current batch); blocking
@@ -152,21 +156,54 @@
 //! The Storport model runs beside this one, chosen per adapter: [`initialize_storport`]
 //! instead of [`initialize`], for a miniport that also implements [`StorportMiniport`]
 //! (additive: SCSI Port miniports are untouched). Differences, all in the same `Runner`:
-//! `StorportMiniport::build_io` runs on the submitting thread inside [`Submitter::submit`],
-//! without any adapter lock and possibly on several threads at once, seeing only the SRB and the
-//! miniport's `Shared: Sync` part (it may finish the request itself by returning false);
-//! dispatch pushes requests to `start_io` (still under the interrupt lock: half duplex) while
-//! free slots (NumberOfRequests) and the LU's device queue depth allow — NextRequest and
-//! NextLuRequest are not needed and every request is tagged; the miniport paces the port with
-//! [`PortContext::busy`] / [`ready`](PortContext::ready), [`pause`](PortContext::pause) /
-//! [`resume`](PortContext::resume) (timeout in ticks), [`device_busy`](PortContext::device_busy)
-//! / [`device_ready`](PortContext::device_ready), [`pause_device`](PortContext::pause_device) /
-//! [`resume_device`](PortContext::resume_device) and
-//! [`set_device_queue_depth`](PortContext::set_device_queue_depth) (initial depth:
-//! `PortConfiguration::max_queue_depth_per_lu`); BUSY is retried on every tick without limit.
+//!
+//! - `StorportMiniport::build_io` runs on the submitting thread inside [`Submitter::submit`],
+//!   without any adapter lock and possibly on several threads at once, seeing only the SRB and
+//!   the miniport's `Shared: Sync` part (it may finish the request itself by returning false).
+//! - Dispatch pushes requests to `start_io` while free slots (NumberOfRequests: the adapter's
+//!   queue depth) and the LU's device queue depth allow — NextRequest and NextLuRequest are
+//!   ignored and every request is tagged.
+//! - The miniport paces the port with [`PortContext::busy`] / [`ready`](PortContext::ready),
+//!   [`pause`](PortContext::pause) / [`resume`](PortContext::resume) (timeout in seconds,
+//!   rounded up to ticks; auto resume), [`device_busy`](PortContext::device_busy) /
+//!   [`device_ready`](PortContext::device_ready), [`pause_device`](PortContext::pause_device) /
+//!   [`resume_device`](PortContext::resume_device) and
+//!   [`set_device_queue_depth`](PortContext::set_device_queue_depth) (initial depth:
+//!   `PortConfiguration::max_queue_depth_per_lu`); BUSY is retried on every tick without
+//!   limit; the notification set is RequestComplete, ResetDetected, RequestTimerCall,
+//!   BusChangeDetected and WMIEvent.
+//! - After a reset the port holds requests for `PortConfiguration::bus_reset_hold_time` µs
+//!   (rounded up to ticks), or the port's default hold-off if the miniport leaves it unset.
+//! - Unit control (`StorportMiniport::unit_control`: ScsiUnitStart per LU found by a scan,
+//!   ScsiUnitSurpriseRemoval per LU lost, ScsiUnitPower from [`Adapter::unit_power`]) and the
+//!   extended adapter-control types (`StorportMiniport::adapter_control_ex`: PostHwInitialize,
+//!   PrepareForBusReScan, AdapterPower from [`Adapter::adapter_power`]) are queried once after
+//!   `initialize`.
+//!
+//! **Synchronization model.** `find_adapter` sets `PortConfiguration::synchronization_model`
+//! (overridable with [`PortOptions::synchronization_model`]). Half duplex (the default):
+//! `start_io` is [`Miniport::start_io`] under the interrupt lock, as in SCSI Port. Full duplex:
+//! the adapter has a separate **StartIo lock** and the port calls
+//! `StorportMiniport::start_io_full_duplex` under it only. That routine cannot have `&mut
+//! self` — the device extension belongs to the interrupt lock — so it gets the miniport's
+//! `Shared` part and a [`StartIoContext`] holding the request *in hand* (read, change and
+//! complete it without the interrupt lock); state shared with the interrupt routine is reached
+//! through [`StartIoContext::synchronize_access`] (`StorPortSynchronizeAccess`), which runs a
+//! closure with `&mut self` and a [`PortContext`] under the interrupt lock. So safe Rust keeps
+//! the rule: two routines that share state never run at once; `start_io` calls never overlap
+//! (StartIo lock); `interrupt` (interrupt lock) may overlap `start_io`. On a full-duplex adapter
+//! `interrupt` runs on the thread that raises the line (the deferred stage follows there);
+//! `start_io` runs on the thread holding the DPC token when the StartIo lock is free, otherwise
+//! on the dispatching thread right after it gives the token back (`AdapterShared::drain_starts`,
+//! in dispatch order); requests still in hand are handed to the interrupt side's table when
+//! `start_io` returns (in batches). The other routines (`initialize`, timer, `reset_bus`,
+//! adapter and unit control) run under both locks, after every dispatched request has reached
+//! `start_io`.
+//!
 //! Freeze / release / lock, autosense, timeouts and the recovery ladder are shared (Storport's
-//! multi-tier reset is the same ladder); the bus-reset hold time is the port's reset hold-off in
-//! ticks. Not modelled: a separate StartIo lock (full duplex), concurrent channels, unit control.
+//! multi-tier reset is the same ladder). Not modelled: concurrent channels (no StartIo lock),
+//! MSI-X message routines, the SRB extension inside full-duplex `start_io` (reach it through
+//! `synchronize_access`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -313,7 +313,9 @@ pub type HwRoutine<M> = fn(&mut M, &mut PortContext<'_, M>);
 /// The implementing type is the device extension: the port creates one per adapter from
 /// [`find_adapter`](Miniport::find_adapter) and keeps it behind the adapter's *interrupt lock*,
 /// so every routine below except `driver_entry` and `find_adapter` gets `&mut self` and never
-/// overlaps another routine of the same adapter — a miniport needs no locks of its own.
+/// overlaps another routine of the same adapter — a miniport needs no locks of its own. (A
+/// full-duplex Storport adapter's `start_io` is the one exception: it is
+/// [`StorportMiniport::start_io_full_duplex`], without `&mut self`.)
 /// Each routine receives the port's services as [`PortContext`]: it may read and complete
 /// requests and latch notifications, which the port acts on after the routine returns.
 ///
@@ -440,8 +442,10 @@ pub trait StorportMiniport: Miniport {
     /// routine (the device extension, LU and SRB extensions, a request queue the ISR reaps),
     /// use [`StartIoContext::synchronize_access`] (`StorPortSynchronizeAccess`): it runs a
     /// closure with `&mut self` and a [`PortContext`] under the interrupt lock. Give an
-    /// [`SrbRef`] to the interrupt side only that way (or after returning): the request is
-    /// handed to the interrupt side's table then.
+    /// [`SrbRef`] to the interrupt side (or the "hardware") only that way: `synchronize_access`
+    /// hands the request over to the interrupt side's table first; a request kept in hand is
+    /// handed over only after `start_io` returns (possibly after later `start_io` calls of the
+    /// same batch), and completing it from elsewhere before that is a dropped late completion.
     ///
     /// The default runs [`Miniport::start_io`] inside `synchronize_access`, i.e. behaves like
     /// half duplex.

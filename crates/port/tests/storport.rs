@@ -572,3 +572,24 @@ fn unit_control_is_unsupported_without_the_miniport_or_the_model() {
         Err(WaitError::Unsupported)
     );
 }
+
+#[test]
+fn the_pause_timeout_is_in_seconds_whatever_the_tick() {
+    // A 20 ms tick: StorPortPause(1) is 50 ticks, not 1.
+    let h = Harness::build(
+        luns(),
+        PortOptions {
+            tick: Some(Duration::from_millis(20)),
+            ..test_options()
+        },
+        true,
+    );
+    h.with_port(|p| p.pause(1));
+    let paused_at = Instant::now();
+    h.submit(LU0, Behaviour::Inline, 1);
+    std::thread::sleep(Duration::from_millis(300));
+    if paused_at.elapsed() < Duration::from_millis(900) {
+        assert!(h.sink.is_empty(), "still paused after 15 ticks");
+    }
+    assert_eq!(h.wait(1)[0].original_request, 1, "resumed by the timeout");
+}
