@@ -202,14 +202,32 @@ fn sigterm_shuts_the_server_down_cleanly() {
     let dir = TempDir::new("sigterm");
     let backing = dir.path().join("lu0.img");
     let mut server = serve(&write_config(&dir, "file", "16 MiB", Some(&backing)));
-    // A session did some work first.
+    // Sessions did some work first: an inquiry and a 1 MiB write.
     let out = run_tool("iscsi-inq", &[&server.lun0_url()], TOOL);
     assert_ok("iscsi-inq", &out, &server);
+    let image = random_image(1 << 20, 0x5eed_0003);
+    let src = dir.path().join("small.raw");
+    std::fs::write(&src, &image).expect("write image");
+    let out = run_tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-n",
+            "-f",
+            "raw",
+            "-O",
+            "raw",
+            src.to_str().expect("utf-8 path"),
+            &server.lun0_url(),
+        ],
+        COPY,
+    );
+    assert_ok("qemu-img convert into the LU", &out, &server);
     let addr = server.addr.clone();
-    let status = server.terminate(Duration::from_secs(10));
+    let status = server.terminate(Duration::from_secs(5));
     let tail = server.stderr_tail();
     let status = status.unwrap_or_else(|| {
-        panic!("scsiport serve still running 10 s after SIGTERM; stderr:\n{tail}")
+        panic!("scsiport serve still running 5 s after SIGTERM; stderr:\n{tail}")
     });
     assert_eq!(
         status.code(),
@@ -221,5 +239,12 @@ fn sigterm_shuts_the_server_down_cleanly() {
         std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
             .is_err(),
         "{addr} still accepts connections after shutdown"
+    );
+    // The written blocks are in the backing file.
+    let on_disk = std::fs::read(&backing).expect("read backing file");
+    assert!(on_disk.len() >= image.len());
+    assert!(
+        on_disk[..image.len()] == image[..],
+        "backing file lacks the written data"
     );
 }
