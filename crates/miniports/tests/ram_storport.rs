@@ -243,3 +243,28 @@ fn the_port_options_can_override_the_synchronization_model() {
     assert!(r.data.iter().all(|&b| b == 0x77));
     a.shutdown().unwrap();
 }
+
+#[test]
+fn the_null_miniport_runs_under_storport_too() {
+    use miniports::null::{NullMiniport, null_lu, single_adapter as null_adapter};
+    let hw = null_adapter(vec![
+        null_lu(LU0, LuConfig::default(), BLOCKS, 512).unwrap(),
+    ]);
+    let options = PortOptions {
+        tick: None,
+        ..PortOptions::default()
+    };
+    let a = port::initialize_storport::<NullMiniport>(hw, options)
+        .unwrap()
+        .remove(0);
+    assert!(a.is_storport() && a.is_full_duplex());
+    clear_unit_attention(&a, LU0);
+    let w = a.execute_and_wait(write10(LU0, 1, 1, 0xEE, 1)).unwrap();
+    assert_eq!(w.srb_status.status(), SrbStatus::SUCCESS);
+    let mut r = read10(LU0, 1, 1, 2);
+    r.data.fill(0x11);
+    let r = a.execute_and_wait(r).unwrap();
+    assert_eq!(r.srb_status.status(), SrbStatus::SUCCESS);
+    assert!(r.data.iter().all(|&b| b == 0), "null reads return zeroes");
+    a.shutdown().unwrap();
+}
