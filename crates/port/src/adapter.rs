@@ -35,9 +35,11 @@ use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
 thread_local! {
     /// True while this thread holds some adapter's DPC token (runs the deferred stage).
     static IN_DPC: Cell<bool> = const { Cell::new(false) };
-    /// True while this thread holds some adapter's StartIo lock (full-duplex `start_io`): it
-    /// must not try to run the deferred stage, which may need that lock.
-    static IN_START_IO: Cell<bool> = const { Cell::new(false) };
+    /// True while this thread runs a miniport routine outside the DPC token (full-duplex
+    /// `start_io` under the StartIo lock, the interrupt routine on the raising thread,
+    /// `Adapter::synchronize`): it must not run the deferred stage, which may need the lock it
+    /// holds; whoever called the routine runs the deferred stage afterwards.
+    static IN_PORT_LOCK: Cell<bool> = const { Cell::new(false) };
 }
 
 /// True when the calling thread is running a deferred stage (a completion sink or event sink
@@ -524,9 +526,11 @@ impl<M: Miniport> AdapterShared<M> {
             self.interrupt_pending.store(true, Ordering::Release);
             return;
         }
+        let was = IN_PORT_LOCK.with(|f| f.replace(true));
         let claimed = st
             .miniport
             .interrupt(&mut PortContext { core: &mut st.core });
+        IN_PORT_LOCK.with(|f| f.set(was));
         drop(g);
         if !claimed {
             self.shared.count_spurious_interrupt();
@@ -539,7 +543,7 @@ impl<M: Miniport> AdapterShared<M> {
     /// one batch. Returns whether anything was started.
     fn drain_starts_locked(&self, fd: &FullDuplex<M>, side: &mut StartIoSide<M>) -> bool {
         let mut any = false;
-        let was = IN_START_IO.with(|f| f.replace(true));
+        let was = IN_PORT_LOCK.with(|f| f.replace(true));
         loop {
             {
                 let mut q = fd.starts.lock();
@@ -567,7 +571,7 @@ impl<M: Miniport> AdapterShared<M> {
             let mut g = self.interrupt.lock();
             crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
         }
-        IN_START_IO.with(|f| f.set(was));
+        IN_PORT_LOCK.with(|f| f.set(was));
         if any {
             self.latch_dirty.store(true, Ordering::Release);
             self.pending.store(true, Ordering::Release);
@@ -803,8 +807,8 @@ impl<M: Miniport> AdapterShared<M> {
     /// thread may run the interrupt routine and the deferred stage meanwhile).
     pub(crate) fn request_dpc(&self) {
         self.pending.store(true, Ordering::Release);
-        if IN_START_IO.with(Cell::get) {
-            // Inside start_io: the thread draining the starts runs the deferred stage next.
+        if IN_PORT_LOCK.with(Cell::get) {
+            // Inside a routine run outside the token: its caller runs the deferred stage next.
             return;
         }
         loop {
@@ -973,7 +977,10 @@ impl<M: Miniport> AdapterShared<M> {
         let r = {
             let mut g = self.interrupt.lock();
             let st = &mut *g;
-            f(&mut st.miniport, &mut PortContext { core: &mut st.core })
+            let was = IN_PORT_LOCK.with(|f| f.replace(true));
+            let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
+            IN_PORT_LOCK.with(|f| f.set(was));
+            r
         };
         self.latch_dirty.store(true, Ordering::Release);
         self.request_dpc();
@@ -1756,7 +1763,7 @@ impl<M: Miniport> Runner<M> {
                 // raising thread), then hand it over and collect in one interrupt-lock turn.
                 drop(starts);
                 let side = &mut *start_io_lock;
-                let was = IN_START_IO.with(|f| f.replace(true));
+                let was = IN_PORT_LOCK.with(|f| f.replace(true));
                 let mut ctx = StartIoContext {
                     adapter: sh,
                     latch: &mut side.latch,
@@ -1770,7 +1777,7 @@ impl<M: Miniport> Runner<M> {
                     let completed = ctx.completed;
                     side.done.push((id, srb, completed));
                 }
-                IN_START_IO.with(|f| f.set(was));
+                IN_PORT_LOCK.with(|f| f.set(was));
                 {
                     let mut g = sh.interrupt.lock();
                     crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);

@@ -57,6 +57,9 @@ fn srb(op: Op, id: u64) -> Srb {
 #[derive(Default)]
 struct Shared {
     line: parking_lot::Mutex<Option<InterruptLine>>,
+    /// The next interrupt only raises the line again (from inside the interrupt routine).
+    reraise: std::sync::atomic::AtomicBool,
+    interrupts: AtomicU64,
     starts: AtomicU64,
     timer_calls: AtomicU64,
 }
@@ -130,6 +133,14 @@ impl Miniport for Fdx {
     }
 
     fn interrupt(&mut self, port: &mut PortContext<'_, Self>) -> bool {
+        self.shared.interrupts.fetch_add(1, Ordering::Relaxed);
+        if self.shared.reraise.swap(false, Ordering::AcqRel) {
+            // Raising the line from inside the interrupt routine (under the interrupt lock).
+            if let Some(line) = &*self.shared.line.lock() {
+                line.raise();
+            }
+            return true;
+        }
         Self::complete_all(&mut self.held, port);
         true
     }
@@ -353,4 +364,15 @@ fn reset_detected_from_start_io_holds_requests_for_the_hold_off() {
     r.adapter.tick();
     assert_eq!(r.wait(1)[0].original_request, 2);
     assert!(r.shared.starts.load(Ordering::Relaxed) >= 3);
+}
+
+#[test]
+fn the_interrupt_routine_may_raise_its_own_line_again() {
+    let r = rig();
+    r.submitter.submit(srb(Op::Hold, 1));
+    r.quiet();
+    r.shared.reraise.store(true, Ordering::Release);
+    r.adapter.interrupt_line().raise();
+    assert_eq!(r.wait(1)[0].original_request, 1);
+    assert!(r.shared.interrupts.load(Ordering::Relaxed) >= 2);
 }
