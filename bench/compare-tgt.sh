@@ -23,7 +23,7 @@
 #   QDS="1 8 32 64"       iscsi-perf queue depths
 #   QEMU_COUNT=auto       requests per qemu-img bench run; auto: RUN_SECS times the mean of the
 #                         two targets' QD 32 IOPS (so about RUN_SECS per run), same for both
-#   TOTAL_TIMEOUT=900     hard bound on the whole script, seconds
+#   TOTAL_TIMEOUT=900     hard bound on the script after building scsiport, seconds
 #   SCSIPORT_PORT=3262    TGT_PORT=3263 (loopback ports; the tgt control socket uses TGT_PORT too)
 #   SCSIPORT_BIN=path     use this binary instead of building crates/cli with cargo
 #   PREFILL=1             write random data over both LUs first (0: leave them sparse)
@@ -43,15 +43,27 @@ PREFILL=${PREFILL:-1}
 PROFILE_DIR=${PROFILE_DIR:-}
 KEEP_LOGS=${KEEP_LOGS:-}
 
-# The total bound: run the body under timeout(1), which signals the whole process group
-# (targets and clients included), then kills it 15 s later if anything is still alive.
-if [ -z "${_COMPARE_TGT_INNER:-}" ]; then
-  export _COMPARE_TGT_INNER=1
-  exec timeout -k 15 "$TOTAL_TIMEOUT" "$0" "$@"
-fi
-
-cd "$(dirname "$0")/.."
+SELF=$(realpath "$0")
+cd "$(dirname "$SELF")/.."
 REPO=$PWD
+
+# Build scsiport first (unless given): compile time is not part of the bound below.
+if [ -z "${_COMPARE_TGT_INNER:-}" ]; then
+  if [ -n "${SCSIPORT_BIN:-}" ]; then
+    [ -x "$SCSIPORT_BIN" ] || { echo "compare-tgt: SCSIPORT_BIN=$SCSIPORT_BIN is not executable" >&2; exit 1; }
+  else
+    export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+    echo "compare-tgt: building scsiport (release) in $CARGO_TARGET_DIR" >&2
+    cargo build --release -q -p scsiport >&2
+    SCSIPORT_BIN=$CARGO_TARGET_DIR/release/scsiport
+  fi
+  SCSIPORT_BIN=$(realpath "$SCSIPORT_BIN")
+  export SCSIPORT_BIN
+  # The total bound: run the rest under timeout(1), which signals the whole process group
+  # (targets and clients included) and kills it 15 s later if anything is still alive.
+  export _COMPARE_TGT_INNER=1
+  exec timeout -k 15 "$TOTAL_TIMEOUT" "$SELF" "$@"
+fi
 LU_SIZE=$((1024 * 1024 * 1024))
 BS=512                         # logical block size of both LUs (tgt's default)
 XFER=4096                      # bytes per request
@@ -170,16 +182,7 @@ children_cpu() {
 port_free() { ! ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
 
 # ---------------------------------------------------------------------------------------------
-# scsiport: build (unless given) and start.
-if [ -n "${SCSIPORT_BIN:-}" ]; then
-  [ -x "$SCSIPORT_BIN" ] || die "SCSIPORT_BIN=$SCSIPORT_BIN is not executable"
-else
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-  log "compare-tgt: building scsiport (release) in $CARGO_TARGET_DIR"
-  cargo build --release -q -p scsiport >&2
-  SCSIPORT_BIN=$CARGO_TARGET_DIR/release/scsiport
-fi
-
+# scsiport: start it.
 port_free "$SCSIPORT_PORT" || die "127.0.0.1:$SCSIPORT_PORT is in use; set SCSIPORT_PORT"
 port_free "$TGT_PORT" || die "127.0.0.1:$TGT_PORT is in use; set TGT_PORT"
 if [ -e "/var/run/tgtd/socket.$TGT_PORT" ] && pgrep -x tgtd >/dev/null; then
