@@ -35,11 +35,11 @@ use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
 thread_local! {
     /// True while this thread holds some adapter's DPC token (runs the deferred stage).
     static IN_DPC: Cell<bool> = const { Cell::new(false) };
-    /// True while this thread runs a miniport routine outside the DPC token (full-duplex
-    /// `start_io` under the StartIo lock, the interrupt routine on the raising thread,
-    /// `Adapter::synchronize`): it must not run the deferred stage, which may need the lock it
-    /// holds; whoever called the routine runs the deferred stage afterwards.
-    static IN_PORT_LOCK: Cell<bool> = const { Cell::new(false) };
+    /// The adapter (its address; 0: none) whose miniport routine this thread runs outside the
+    /// DPC token (full-duplex `start_io` under the StartIo lock, the interrupt routine on the
+    /// raising thread, `Adapter::synchronize`): it must not run that adapter's deferred stage,
+    /// which may need the lock it holds; whoever called the routine runs it afterwards.
+    static IN_PORT_LOCK: Cell<usize> = const { Cell::new(0) };
 }
 
 /// True when the calling thread is running a deferred stage (a completion sink or event sink
@@ -508,6 +508,11 @@ impl<M: Miniport> AdapterShared<M> {
         })
     }
 
+    /// This adapter's identity for `IN_PORT_LOCK`.
+    fn lock_id(&self) -> usize {
+        self as *const Self as usize
+    }
+
     fn full_duplex(&self) -> Option<&FullDuplex<M>> {
         self.stor.as_ref().and_then(|s| s.full_duplex.as_ref())
     }
@@ -526,7 +531,7 @@ impl<M: Miniport> AdapterShared<M> {
             self.interrupt_pending.store(true, Ordering::Release);
             return;
         }
-        let was = IN_PORT_LOCK.with(|f| f.replace(true));
+        let was = IN_PORT_LOCK.with(|f| f.replace(self.lock_id()));
         let claimed = st
             .miniport
             .interrupt(&mut PortContext { core: &mut st.core });
@@ -543,7 +548,7 @@ impl<M: Miniport> AdapterShared<M> {
     /// one batch. Returns whether anything was started.
     fn drain_starts_locked(&self, fd: &FullDuplex<M>, side: &mut StartIoSide<M>) -> bool {
         let mut any = false;
-        let was = IN_PORT_LOCK.with(|f| f.replace(true));
+        let was = IN_PORT_LOCK.with(|f| f.replace(self.lock_id()));
         loop {
             {
                 let mut q = fd.starts.lock();
@@ -807,7 +812,7 @@ impl<M: Miniport> AdapterShared<M> {
     /// thread may run the interrupt routine and the deferred stage meanwhile).
     pub(crate) fn request_dpc(&self) {
         self.pending.store(true, Ordering::Release);
-        if IN_PORT_LOCK.with(Cell::get) {
+        if IN_PORT_LOCK.with(Cell::get) == self.lock_id() {
             // Inside a routine run outside the token: its caller runs the deferred stage next.
             return;
         }
@@ -977,7 +982,7 @@ impl<M: Miniport> AdapterShared<M> {
         let r = {
             let mut g = self.interrupt.lock();
             let st = &mut *g;
-            let was = IN_PORT_LOCK.with(|f| f.replace(true));
+            let was = IN_PORT_LOCK.with(|f| f.replace(self.lock_id()));
             let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
             IN_PORT_LOCK.with(|f| f.set(was));
             r
@@ -1763,7 +1768,7 @@ impl<M: Miniport> Runner<M> {
                 // raising thread), then hand it over and collect in one interrupt-lock turn.
                 drop(starts);
                 let side = &mut *start_io_lock;
-                let was = IN_PORT_LOCK.with(|f| f.replace(true));
+                let was = IN_PORT_LOCK.with(|f| f.replace(sh.lock_id()));
                 let mut ctx = StartIoContext {
                     adapter: sh,
                     latch: &mut side.latch,

@@ -376,3 +376,15 @@ fn the_interrupt_routine_may_raise_its_own_line_again() {
     assert_eq!(r.wait(1)[0].original_request, 1);
     assert!(r.shared.interrupts.load(Ordering::Relaxed) >= 2);
 }
+
+#[test]
+fn a_routine_of_one_adapter_may_submit_to_another() {
+    let a = rig();
+    let b = rig();
+    // Inside adapter a's interrupt lock, a request to adapter b runs b's deferred stage (and
+    // its full-duplex start_io) on this thread.
+    a.adapter
+        .synchronize::<Fdx, _>(|_, _| b.submitter.submit(srb(Op::Inline, 7)))
+        .unwrap();
+    assert_eq!(b.wait(1)[0].original_request, 7);
+}
