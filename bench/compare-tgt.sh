@@ -397,7 +397,10 @@ if [ -n "$PROFILE_DIR" ]; then
   PERF_PID=""
   perf report --stdio --no-children --sort dso,sym -g none -i "$PROFILE_DIR/perf.data" \
     > "$PROFILE_DIR/perf-flat.txt" 2>/dev/null || true
-  perf report --stdio --children --sort sym -g caller,0.5,callee --percent-limit 2 \
+  perf report --stdio --children --sort sym -g none --percent-limit 1 \
+    -i "$PROFILE_DIR/perf.data" > "$PROFILE_DIR/perf-inclusive.txt" 2>/dev/null || true
+  perf report --stdio --no-children --sort sym -G --percent-limit 2 \
     -i "$PROFILE_DIR/perf.data" > "$PROFILE_DIR/perf-report.txt" 2>/dev/null || true
-  log "compare-tgt: profile in $PROFILE_DIR (perf.data, perf-report.txt, perf-flat.txt)"
+  log "compare-tgt: profile in $PROFILE_DIR: perf.data, perf-flat.txt (self time by symbol)," \
+    "perf-inclusive.txt (time including callees), perf-report.txt (call graphs)"
 fi
