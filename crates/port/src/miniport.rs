@@ -121,9 +121,12 @@ pub struct PortConfiguration {
     /// `WmiDataProvider`: the port forwards SRB_FUNCTION_WMI to `start_io`.
     pub wmi_data_provider: bool,
     /// Number of SRB slots (with their tags and SRB extensions) preallocated for this adapter
-    /// (registry `NumberOfRequests`): how many requests can be in the miniport at once.
+    /// (registry `NumberOfRequests`): how many requests can be in the miniport at once — the
+    /// adapter's queue depth (Storport's `MaxNumberOfIO`).
     pub number_of_requests: u32,
-    /// Most requests outstanding per LU on a tagged / multiple-request adapter.
+    /// Most requests outstanding per LU on a tagged / multiple-request adapter (Storport: the
+    /// initial device queue depth, `InitialLunQueueDepth`, changed per LU with
+    /// `set_device_queue_depth`).
     pub max_queue_depth_per_lu: u32,
     /// `ArgumentString` (`DriverParameter`).
     pub argument_string: Option<String>,
