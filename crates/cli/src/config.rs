@@ -28,6 +28,9 @@
 //! adapter = "ram0"
 //! target_id = 0
 //! adapter_lun = 0
+//!
+//! [control]                 # optional: the management socket (scsiport stat, adapter, ...)
+//! socket = "/run/user/1000/scsiport.sock"
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -56,6 +59,45 @@ pub struct Config {
     /// iSCSI targets and the logical units they expose.
     #[serde(default, rename = "target")]
     pub targets: Vec<Target>,
+    /// The management control socket (`scsiport stat`, `sessions`, `adapter`).
+    #[serde(default)]
+    pub control: Control,
+}
+
+/// The `[control]` section: where `serve` puts its control socket.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Control {
+    /// Path of the Unix domain socket; absent: [`default_control_socket`].
+    pub socket: Option<PathBuf>,
+}
+
+/// Longest socket path a `sockaddr_un` holds (108 bytes with the terminating NUL on Linux).
+pub const MAX_SOCKET_PATH: usize = 107;
+
+/// The default control socket: `$XDG_RUNTIME_DIR/scsiport.sock` when that directory exists,
+/// otherwise `/tmp/scsiport-<uid>.sock`.
+pub fn default_control_socket() -> PathBuf {
+    if let Some(dir) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from)
+        && dir.is_absolute()
+        && dir.is_dir()
+    {
+        let p = dir.join("scsiport.sock");
+        if p.as_os_str().len() <= MAX_SOCKET_PATH {
+            return p;
+        }
+    }
+    PathBuf::from(format!(
+        "/tmp/scsiport-{}.sock",
+        rustix::process::getuid().as_raw()
+    ))
+}
+
+impl Control {
+    /// The socket path to use: the configured one or the default.
+    pub fn socket_path(&self) -> PathBuf {
+        self.socket.clone().unwrap_or_else(default_control_socket)
+    }
 }
 
 /// One iSCSI portal.
@@ -247,6 +289,7 @@ impl Config {
                     adapter_lun: 0,
                 }],
             }],
+            control: Control::default(),
         }
     }
 
@@ -275,6 +318,9 @@ impl Config {
                 "portal",
                 "no portal configured; add [[portal]] with listen = \"127.0.0.1:3260\"",
             ));
+        }
+        if let Some(socket) = &self.control.socket {
+            validate_socket_path("control.socket", socket)?;
         }
         let mut listens = BTreeSet::new();
         for (i, p) in self.portals.iter().enumerate() {
@@ -405,6 +451,27 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// A control socket path must be absolute, name a file, and fit in a `sockaddr_un`.
+fn validate_socket_path(key: &str, path: &std::path::Path) -> Result<(), ConfigError> {
+    if !path.is_absolute() || path.file_name().is_none() {
+        return Err(err(
+            key,
+            format!(
+                "{:?} is not an absolute file path; e.g. socket = \"/run/user/1000/scsiport.sock\"",
+                path.display().to_string()
+            ),
+        ));
+    }
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(err(
+            key,
+            format!("is {len} bytes long; a Unix socket path holds at most {MAX_SOCKET_PATH}"),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_lu(key: &str, kind: MiniportKind, lu: &LogicalUnit) -> Result<(), ConfigError> {
@@ -698,6 +765,32 @@ adapter = "ram0"
         let e = parse_err(&GOOD.replace("lun = 0\nsize", "lun = \"zero\"\nsize"));
         assert!(e.starts_with("line "), "{e}");
         assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn control_socket_parses_and_is_validated() {
+        let c = Config::parse(&format!(
+            "{GOOD}\n[control]\nsocket = \"/tmp/x/ctl.sock\"\n"
+        ))
+        .unwrap();
+        assert_eq!(c.control.socket_path(), PathBuf::from("/tmp/x/ctl.sock"));
+        let e = parse_err(&format!("{GOOD}\n[control]\nsocket = \"ctl.sock\"\n"));
+        assert!(
+            e.starts_with("control.socket: \"ctl.sock\" is not an absolute"),
+            "{e}"
+        );
+        let long = format!("/{}", "x".repeat(200));
+        let e = parse_err(&format!("{GOOD}\n[control]\nsocket = \"{long}\"\n"));
+        assert!(e.starts_with("control.socket: is 201 bytes long"), "{e}");
+        let e = parse_err(&format!("{GOOD}\n[control]\npath = \"/tmp/a\"\n"));
+        assert!(e.contains("unknown field `path`"), "{e}");
+        assert!(
+            Config::parse(GOOD)
+                .unwrap()
+                .control
+                .socket_path()
+                .is_absolute()
+        );
     }
 
     #[test]

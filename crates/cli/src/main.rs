@@ -3,6 +3,8 @@
 
 mod bridge;
 mod config;
+mod control;
+mod manage;
 mod serve;
 
 use std::path::PathBuf;
@@ -35,12 +37,78 @@ enum Command {
     /// Drive a miniport in process through the class driver (or raw SRBs) and print IOPS,
     /// bandwidth, latency percentiles and CPU time per I/O.
     Bench(BenchArgs),
+    /// Per-LU counters of a running `serve` (commands, reads, writes, bytes, errors, IOPS,
+    /// MiB/s), refreshed every second until Ctrl-C.
+    Stat {
+        /// Print one view (over one second) and exit.
+        #[arg(long)]
+        once: bool,
+        /// Print JSON (one array of LUs per view).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The iSCSI sessions logged in to a running `serve`: initiator, ISID, target.
+    Sessions {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Stop or restart an adapter of a running `serve`. While stopped, the port holds the
+    /// adapter's requests; they run after the restart.
+    Adapter {
+        /// stop or restart.
+        action: AdapterAction,
+        /// The adapter's name in the configuration.
+        name: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
         /// The TOML configuration file; without it, the built-in default.
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+}
+
+/// Where a management command finds the server.
+#[derive(Debug, clap::Args)]
+struct SocketArg {
+    /// The control socket ([control] socket in the server's configuration); default
+    /// $XDG_RUNTIME_DIR/scsiport.sock or /tmp/scsiport-UID.sock.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+}
+
+impl SocketArg {
+    fn path(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(config::default_control_socket)
+    }
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum AdapterAction {
+    /// ScsiStopAdapter: hold new requests, finish those in the miniport.
+    Stop,
+    /// ScsiRestartAdapter: restart and run the held requests.
+    Restart,
+}
+
+/// Maps a management command's outcome to an exit code (errors on stderr).
+fn managed(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("scsiport: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,6 +211,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Bench(args) => run_bench(args),
+        Command::Stat { once, json, socket } => managed(manage::stat(&socket.path(), once, json)),
+        Command::Sessions { json, socket } => managed(manage::sessions(&socket.path(), json)),
+        Command::Adapter {
+            action,
+            name,
+            socket,
+        } => managed(manage::adapter(
+            &socket.path(),
+            matches!(action, AdapterAction::Stop),
+            &name,
+        )),
         Command::Serve { config, listen } => {
             let config = match config.map(|p| load_config(&p)) {
                 None => Config::builtin_default(),

@@ -212,10 +212,32 @@ pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
         .iter()
         .map(|t| t.name.clone())
         .collect();
+    // A configured control socket must work; the default one is best effort, so that several
+    // servers (tests, one per config) can run side by side.
+    let control = match crate::control::ControlSocket::bind(&config.control.socket_path()) {
+        Ok(c) => Some(c),
+        Err(e) if config.control.socket.is_none() => {
+            eprintln!("scsiport: warning: {e:#}; running without a control socket");
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let (config, control_ref) = (&config, &control);
     runtime.block_on(async move {
         let server = iscsi::server::Server::bind(&portals, stack.server_config, service.clone())
             .await
             .with_context(|| format!("cannot listen on {portals:?}"))?;
+        let state = crate::control::ControlState::new(
+            config,
+            service.adapters().cloned(),
+            server.shared().clone(),
+        );
+        if let Some(control) = control_ref {
+            control
+                .spawn(Arc::new(state))
+                .context("cannot start the control socket")?;
+            println!("scsiport: control socket {}", control.path().display());
+        }
         for addr in server.local_addrs() {
             println!("scsiport: listening on {addr}");
             for t in &targets {
@@ -231,6 +253,7 @@ pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
         server.run().await.context("the iSCSI server failed")
     })?;
     runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(control);
     for adapter in stack.service.adapters() {
         if let Err(e) = adapter.shutdown() {
             eprintln!("scsiport: adapter shutdown: {e}");

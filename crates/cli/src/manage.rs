@@ -1,0 +1,237 @@
+//! The management commands (`scsiport stat`, `sessions`, `adapter`): clients of the control
+//! socket that `serve` runs ([`crate::control`]). They run on the main thread and block.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use bytesize::ByteSize;
+use serde::Serialize;
+
+use crate::control::{self, Counters, Reply, Request, SessionInfo, StatSample};
+
+/// How long a management command waits for the server.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time between the two samples a rate is computed from.
+const STAT_INTERVAL: Duration = Duration::from_secs(1);
+/// `adapter stop|restart` waits for the port (up to its own 30 s limit).
+const ADAPTER_TIMEOUT: Duration =
+    Duration::from_secs(control::ADAPTER_CONTROL_TIMEOUT.as_secs() + 10);
+
+fn stat_sample(socket: &Path) -> Result<StatSample> {
+    match control::request(socket, &Request::Stat {}, REQUEST_TIMEOUT)? {
+        Reply::Stat(s) => Ok(s),
+        Reply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+/// One LU between two samples: cumulative counters and rates over the interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct LuView {
+    /// Adapter name.
+    pub adapter: String,
+    /// Adapter state (`running`/`stopped`).
+    pub state: String,
+    /// `path:target:lun` on the adapter.
+    pub address: String,
+    /// `IQN/LUN` of each export.
+    pub exports: Vec<String>,
+    /// Counters at the second sample.
+    pub counters: Counters,
+    /// Seconds between the samples.
+    pub interval_s: f64,
+    /// Commands completed per second over the interval.
+    pub iops: f64,
+    /// Read bandwidth over the interval, MiB/s.
+    pub read_mib_s: f64,
+    /// Write bandwidth over the interval, MiB/s.
+    pub write_mib_s: f64,
+}
+
+/// Per-LU views from two samples of the same server (`before` first).
+pub fn views(before: &StatSample, after: &StatSample) -> Vec<LuView> {
+    let dt = after.uptime_ns.saturating_sub(before.uptime_ns) as f64 / 1e9;
+    let rate = |d: u64| if dt > 0.0 { d as f64 / dt } else { 0.0 };
+    let mut out = Vec::new();
+    for a in &after.adapters {
+        let old_adapter = before.adapters.iter().find(|b| b.name == a.name);
+        for lu in &a.lus {
+            let old = old_adapter
+                .and_then(|b| b.lus.iter().find(|l| l.address == lu.address))
+                .map(|l| l.counters)
+                .unwrap_or_default();
+            let c = lu.counters;
+            out.push(LuView {
+                adapter: a.name.clone(),
+                state: a.state.clone(),
+                address: lu.address.clone(),
+                exports: lu.exports.clone(),
+                counters: c,
+                interval_s: dt,
+                iops: rate(c.commands.saturating_sub(old.commands)),
+                read_mib_s: rate(c.bytes_read.saturating_sub(old.bytes_read)) / 1048576.0,
+                write_mib_s: rate(c.bytes_written.saturating_sub(old.bytes_written)) / 1048576.0,
+            });
+        }
+    }
+    out
+}
+
+fn print_table(views: &[LuView]) {
+    println!(
+        "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9}  EXPORTS",
+        "ADAPTER",
+        "STATE",
+        "LU",
+        "COMMANDS",
+        "READS",
+        "WRITES",
+        "READ",
+        "WRITTEN",
+        "ERRORS",
+        "IOPS",
+        "RD MiB/s",
+        "WR MiB/s"
+    );
+    for v in views {
+        let c = &v.counters;
+        println!(
+            "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9.0} {:>9.1} {:>9.1}  {}",
+            v.adapter,
+            v.state,
+            v.address,
+            c.commands,
+            c.reads,
+            c.writes,
+            ByteSize::b(c.bytes_read).to_string(),
+            ByteSize::b(c.bytes_written).to_string(),
+            c.errors,
+            v.iops,
+            v.read_mib_s,
+            v.write_mib_s,
+            v.exports.join(", ")
+        );
+    }
+}
+
+/// `scsiport stat`: with `once`, one view over one interval; otherwise a view every interval
+/// until interrupted. `json`: one JSON array of [`LuView`] per view.
+pub fn stat(socket: &Path, once: bool, json: bool) -> Result<()> {
+    let mut before = stat_sample(socket)?;
+    loop {
+        std::thread::sleep(STAT_INTERVAL);
+        let after = stat_sample(socket)?;
+        let v = views(&before, &after);
+        if json {
+            println!("{}", serde_json::to_string(&v)?);
+        } else {
+            if !once {
+                // Clear the screen and home the cursor for the live view.
+                print!("\x1b[H\x1b[2J");
+            }
+            print_table(&v);
+        }
+        if once {
+            return Ok(());
+        }
+        before = after;
+    }
+}
+
+/// `scsiport sessions`.
+pub fn sessions(socket: &Path, json: bool) -> Result<()> {
+    let list: Vec<SessionInfo> =
+        match control::request(socket, &Request::Sessions {}, REQUEST_TIMEOUT)? {
+            Reply::Sessions(s) => s,
+            Reply::Error { message } => bail!("{message}"),
+            other => bail!("unexpected reply {other:?}"),
+        };
+    if json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no sessions");
+        return Ok(());
+    }
+    println!(
+        "{:<48} {:<12} {:>5} {:>6}  TARGET",
+        "INITIATOR", "ISID", "TPGT", "NEXUS"
+    );
+    for s in &list {
+        println!(
+            "{:<48} {:<12} {:>5} {:>6}  {}",
+            s.initiator, s.isid, s.portal_group_tag, s.nexus, s.target
+        );
+    }
+    Ok(())
+}
+
+/// `scsiport adapter stop|restart NAME`.
+pub fn adapter(socket: &Path, stop: bool, name: &str) -> Result<()> {
+    let name = name.to_string();
+    let req = if stop {
+        Request::AdapterStop { name }
+    } else {
+        Request::AdapterRestart { name }
+    };
+    match control::request(socket, &req, ADAPTER_TIMEOUT)? {
+        Reply::Done { message } => {
+            println!("scsiport: {message}");
+            Ok(())
+        }
+        Reply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{AdapterSample, LuSample};
+
+    fn sample(ns: u64, commands: u64, bytes_read: u64) -> StatSample {
+        StatSample {
+            uptime_ns: ns,
+            adapters: vec![AdapterSample {
+                name: "a0".into(),
+                state: "running".into(),
+                model: "storport".into(),
+                totals: Counters::default(),
+                timeout_restarts: 0,
+                errors_logged: 0,
+                lus: vec![LuSample {
+                    address: "0:0:0".into(),
+                    exports: vec!["iqn.2026-11.x:y/0".into()],
+                    counters: Counters {
+                        commands,
+                        reads: commands,
+                        bytes_read,
+                        ..Counters::default()
+                    },
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn rates_come_from_the_deltas_over_the_real_interval() {
+        let v = views(
+            &sample(1_000_000_000, 100, 0),
+            &sample(3_000_000_000, 300, 4 << 20),
+        );
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].interval_s, 2.0);
+        assert_eq!(v[0].iops, 100.0);
+        assert_eq!(v[0].read_mib_s, 2.0);
+        assert_eq!(v[0].counters.commands, 300);
+    }
+
+    #[test]
+    fn zero_interval_gives_zero_rates() {
+        let s = sample(5, 10, 10);
+        let v = views(&s, &s);
+        assert_eq!(v[0].iops, 0.0);
+    }
+}
