@@ -31,6 +31,9 @@
 //!
 //! [control]                 # optional: the management socket (scsiport stat, adapter, ...)
 //! socket = "/run/user/1000/scsiport.sock"
+//!
+//! [metrics]                 # optional: Prometheus endpoint, off without this section
+//! listen = "127.0.0.1:9464"
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -62,6 +65,24 @@ pub struct Config {
     /// The management control socket (`scsiport stat`, `sessions`, `adapter`).
     #[serde(default)]
     pub control: Control,
+    /// The Prometheus endpoint; absent: off.
+    pub metrics: Option<Metrics>,
+}
+
+/// The `[metrics]` section: where `serve` exports its counters for Prometheus.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Metrics {
+    /// `address:port` of the HTTP endpoint (`GET /metrics`); loopback by default.
+    #[serde(default = "default_metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+/// The default metrics address: loopback, Prometheus' customary exporter port range.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+
+fn default_metrics_listen() -> SocketAddr {
+    DEFAULT_METRICS_LISTEN.parse().expect("constant address")
 }
 
 /// The `[control]` section: where `serve` puts its control socket.
@@ -290,6 +311,7 @@ impl Config {
                 }],
             }],
             control: Control::default(),
+            metrics: None,
         }
     }
 
@@ -791,6 +813,15 @@ adapter = "ram0"
                 .socket_path()
                 .is_absolute()
         );
+    }
+
+    #[test]
+    fn metrics_are_off_by_default_and_loopback_when_on() {
+        assert_eq!(Config::parse(GOOD).unwrap().metrics, None);
+        let c = Config::parse(&format!("{GOOD}\n[metrics]\n")).unwrap();
+        assert!(c.metrics.unwrap().listen.ip().is_loopback());
+        let e = parse_err(&format!("{GOOD}\n[metrics]\nlisten = \"nowhere\"\n"));
+        assert!(e.contains("invalid socket address"), "{e}");
     }
 
     #[test]

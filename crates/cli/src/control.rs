@@ -254,7 +254,8 @@ impl ControlState {
         }
     }
 
-    fn stat(&self) -> StatSample {
+    /// The counters of every adapter and LU now (relaxed atomics; no adapter lock).
+    pub(crate) fn stat(&self) -> StatSample {
         StatSample {
             uptime_ns: u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
             adapters: self
@@ -299,6 +300,11 @@ impl ControlState {
                 })
                 .collect(),
         }
+    }
+
+    /// How many iSCSI sessions are logged in.
+    pub(crate) fn session_count(&self) -> usize {
+        self.iscsi.nexuses().len()
     }
 
     fn sessions(&self) -> Vec<SessionInfo> {

@@ -5,6 +5,7 @@ mod bridge;
 mod config;
 mod control;
 mod manage;
+mod metrics;
 mod serve;
 
 use std::path::PathBuf;

@@ -222,21 +222,31 @@ pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
         }
         Err(e) => return Err(e),
     };
+    let metrics = config
+        .metrics
+        .as_ref()
+        .map(|m| crate::metrics::bind(m.listen))
+        .transpose()?;
     let (config, control_ref) = (&config, &control);
     runtime.block_on(async move {
         let server = iscsi::server::Server::bind(&portals, stack.server_config, service.clone())
             .await
             .with_context(|| format!("cannot listen on {portals:?}"))?;
-        let state = crate::control::ControlState::new(
+        let state = Arc::new(crate::control::ControlState::new(
             config,
             service.adapters().cloned(),
             server.shared().clone(),
-        );
+        ));
         if let Some(control) = control_ref {
             control
-                .spawn(Arc::new(state))
+                .spawn(state.clone())
                 .context("cannot start the control socket")?;
             println!("scsiport: control socket {}", control.path().display());
+        }
+        if let Some(listener) = metrics {
+            let addr = listener.local_addr()?;
+            crate::metrics::spawn(listener, state).context("cannot start the metrics endpoint")?;
+            println!("scsiport: metrics on http://{addr}/metrics");
         }
         for addr in server.local_addrs() {
             println!("scsiport: listening on {addr}");

@@ -23,9 +23,18 @@ const INITIATOR: &str = "iqn.2026-11.dev.scsiport:control-test";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(60);
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// A loopback port that was free a moment ago (for the metrics endpoint).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("pick a free port")
+        .port()
+}
+
 /// Writes a configuration with adapter `a0` (RAM, 64 MiB, 512-byte blocks) exported as LUN 0
-/// of [`DEFAULT_IQN`], and the control socket at `dir/ctl.sock`. Returns (config, socket).
-fn config(dir: &TempDir) -> (PathBuf, PathBuf) {
+/// of [`DEFAULT_IQN`], the control socket at `dir/ctl.sock` and the metrics endpoint on
+/// `metrics_port`. Returns (config, socket).
+fn config(dir: &TempDir, metrics_port: u16) -> (PathBuf, PathBuf) {
     let socket = dir.path().join("ctl.sock");
     let text = format!(
         r#"[[portal]]
@@ -45,6 +54,9 @@ adapter = "a0"
 
 [control]
 socket = {:?}
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
 "#,
         socket.display().to_string()
     );
@@ -54,7 +66,11 @@ socket = {:?}
 }
 
 fn start(dir: &TempDir) -> (Server, PathBuf) {
-    let (cfg, socket) = config(dir);
+    start_with_metrics(dir, free_port())
+}
+
+fn start_with_metrics(dir: &TempDir, metrics_port: u16) -> (Server, PathBuf) {
+    let (cfg, socket) = config(dir, metrics_port);
     let server = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(
         socket.exists(),
@@ -104,6 +120,26 @@ fn stat(socket: &Path) -> Value {
     lus[0].clone()
 }
 
+/// `GET /metrics` on loopback `port`: the value of each `scsiport_lu_*` series of LU 0:0:0
+/// of adapter a0, by metric name.
+fn scrape(port: u16) -> std::collections::HashMap<String, u64> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read metrics");
+    assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+    let labels = format!(r#"{{adapter="a0",lu="0:0:0",target="{DEFAULT_IQN}",lun="0"}} "#);
+    text.lines()
+        .filter_map(|l| {
+            let (name, value) = l.strip_prefix("scsiport_lu_")?.split_once(&labels)?;
+            Some((name.to_string(), value.parse().expect("a counter value")))
+        })
+        .collect()
+}
+
 fn counter(lu: &Value, name: &str) -> u64 {
     lu["counters"][name]
         .as_u64()
@@ -136,7 +172,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 #[test]
 fn stat_counts_match_the_commands_the_initiator_issued() {
     let dir = TempDir::new("control-stat");
-    let (server, socket) = start(&dir);
+    let metrics_port = free_port();
+    let (server, socket) = start_with_metrics(&dir, metrics_port);
     let mut ini = login(&server.addr, 1);
 
     let sessions = scsiport(
@@ -152,6 +189,11 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     assert_eq!(list[0]["isid"], "800000123401");
 
     let before = stat(&socket);
+    let scraped_before = scrape(metrics_port);
+    assert_eq!(
+        scraped_before["commands_total"],
+        counter(&before, "commands")
+    );
     const WRITES: u64 = 10;
     const READS: u64 = 25;
     for i in 0..WRITES {
@@ -174,6 +216,16 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     assert_eq!(delta("bytes_written"), WRITES * 4096);
     assert_eq!(delta("errors"), 0);
     assert_eq!(after["state"], "running");
+
+    // The metrics endpoint reports the same counts.
+    let scraped = scrape(metrics_port);
+    let mdelta = |name: &str| scraped[name] - scraped_before[name];
+    assert_eq!(mdelta("commands_total"), READS + WRITES, "{scraped:?}");
+    assert_eq!(mdelta("reads_total"), READS);
+    assert_eq!(mdelta("writes_total"), WRITES);
+    assert_eq!(mdelta("read_bytes_total"), READS * 8192);
+    assert_eq!(mdelta("written_bytes_total"), WRITES * 4096);
+    assert_eq!(mdelta("errors_total"), 0);
 
     // The table form names the LU and its export too.
     let table = scsiport(

@@ -1,0 +1,285 @@
+//! The Prometheus endpoint (`[metrics]` in the configuration; off unless configured): plain
+//! HTTP/1.1 `GET /metrics` answered with the text exposition format, one connection per
+//! request. It exports what the control socket's `stat` reports ([`StatSample`]): the port's
+//! per-LU and per-adapter counters, labelled with adapter, LU address, target and LUN, plus the
+//! number of iSCSI sessions.
+//!
+//! Threads: the accept loop and each connection are tasks on the `serve` runtime; a scrape reads
+//! the port's relaxed atomic counters and the session table (one short lock) and takes no
+//! adapter lock. Request heads are bounded ([`MAX_REQUEST_HEAD`]) and time-limited.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::control::{ControlState, Counters, StatSample};
+
+/// Longest request head read (request line and headers).
+pub const MAX_REQUEST_HEAD: usize = 8192;
+/// Scrapes served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 8;
+/// A client that does not send its request head within this time is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One exported counter: metric name suffix, help text, and how to read it.
+type CounterDef = (&'static str, &'static str, fn(&Counters) -> u64);
+
+/// The counters of [`Counters`] with their metric names and help texts.
+const COUNTERS: [CounterDef; 11] = [
+    ("commands_total", "EXECUTE_SCSI requests completed.", |c| {
+        c.commands
+    }),
+    ("reads_total", "READ commands completed.", |c| c.reads),
+    ("writes_total", "WRITE commands completed.", |c| c.writes),
+    (
+        "read_bytes_total",
+        "Bytes moved by successful reads.",
+        |c| c.bytes_read,
+    ),
+    (
+        "written_bytes_total",
+        "Bytes moved by successful writes.",
+        |c| c.bytes_written,
+    ),
+    (
+        "errors_total",
+        "Completions with a status other than SUCCESS.",
+        |c| c.errors,
+    ),
+    ("timeouts_total", "Requests that timed out.", |c| c.timeouts),
+    ("resets_total", "Bus, LU and adapter resets.", |c| c.resets),
+    ("busy_total", "BUSY or QUEUE FULL completions.", |c| c.busy),
+    (
+        "flushed_total",
+        "Requests completed as REQUEST_FLUSHED.",
+        |c| c.flushed,
+    ),
+    ("aborted_total", "Requests completed as ABORTED.", |c| {
+        c.aborted
+    }),
+];
+
+/// Escapes a label value (backslash, double quote, newline).
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Renders one sample in the Prometheus text format (version 0.0.4).
+pub fn render(sample: &StatSample, sessions: usize) -> String {
+    let mut out = String::with_capacity(4096);
+    for (name, help, get) in COUNTERS {
+        let _ = writeln!(out, "# HELP scsiport_lu_{name} {help}");
+        let _ = writeln!(out, "# TYPE scsiport_lu_{name} counter");
+        for a in &sample.adapters {
+            for lu in &a.lus {
+                // The first export names the LU's target and LUN; an unexported LU has none.
+                let (target, lun) = lu
+                    .exports
+                    .first()
+                    .and_then(|e| e.rsplit_once('/'))
+                    .unwrap_or(("", ""));
+                let _ = writeln!(
+                    out,
+                    "scsiport_lu_{name}{{adapter=\"{}\",lu=\"{}\",target=\"{}\",lun=\"{}\"}} {}",
+                    label(&a.name),
+                    label(&lu.address),
+                    label(target),
+                    label(lun),
+                    get(&lu.counters)
+                );
+            }
+        }
+    }
+    for (name, help, get) in COUNTERS {
+        let _ = writeln!(out, "# HELP scsiport_adapter_{name} {help}");
+        let _ = writeln!(out, "# TYPE scsiport_adapter_{name} counter");
+        for a in &sample.adapters {
+            let _ = writeln!(
+                out,
+                "scsiport_adapter_{name}{{adapter=\"{}\"}} {}",
+                label(&a.name),
+                get(&a.totals)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_adapter_stopped 1 while the adapter is stopped by scsiport adapter stop."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_adapter_stopped gauge");
+    for a in &sample.adapters {
+        let _ = writeln!(
+            out,
+            "scsiport_adapter_stopped{{adapter=\"{}\"}} {}",
+            label(&a.name),
+            u8::from(a.state == "stopped")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_adapter_timeout_restarts_total Adapter restarts by the timeout escalation."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE scsiport_adapter_timeout_restarts_total counter"
+    );
+    for a in &sample.adapters {
+        let _ = writeln!(
+            out,
+            "scsiport_adapter_timeout_restarts_total{{adapter=\"{}\"}} {}",
+            label(&a.name),
+            a.timeout_restarts
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_iscsi_sessions Logged-in iSCSI sessions."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_iscsi_sessions gauge");
+    let _ = writeln!(out, "scsiport_iscsi_sessions {sessions}");
+    out
+}
+
+/// Binds the endpoint (before the runtime serves anything, so a bad address stops `serve`).
+pub fn bind(addr: SocketAddr) -> Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)
+        .with_context(|| format!("metrics.listen: cannot listen on {addr}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Spawns the accept loop on the current runtime.
+pub fn spawn(listener: std::net::TcpListener, state: Arc<ControlState>) -> Result<()> {
+    let listener = TcpListener::from_std(listener)?;
+    tokio::spawn(async move {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let _ = scrape(stream, &state).await;
+                drop(permit);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Reads one request head and answers it; the connection closes after the response.
+async fn scrape(mut stream: TcpStream, state: &ControlState) -> std::io::Result<()> {
+    let mut head = Vec::with_capacity(512);
+    let mut buf = [0u8; 1024];
+    let complete = tokio::time::timeout(READ_TIMEOUT, async {
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                return Ok::<bool, std::io::Error>(false);
+            }
+            head.extend_from_slice(&buf[..n]);
+            if head.windows(4).any(|w| w == b"\r\n\r\n") || head.windows(2).any(|w| w == b"\n\n") {
+                return Ok(true);
+            }
+            if head.len() >= MAX_REQUEST_HEAD {
+                return Ok(false);
+            }
+        }
+    })
+    .await
+    .unwrap_or(Ok(false))?;
+    let line = head.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line);
+    let mut parts = line.split_ascii_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let (status, content_type, body) = if !complete {
+        ("400 Bad Request", "text/plain", "bad request\n".to_string())
+    } else if method != "GET" && method != "HEAD" {
+        (
+            "405 Method Not Allowed",
+            "text/plain",
+            "only GET\n".to_string(),
+        )
+    } else if path != "/metrics" && !path.starts_with("/metrics?") {
+        ("404 Not Found", "text/plain", "see /metrics\n".to_string())
+    } else {
+        (
+            "200 OK",
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&state.stat(), state.session_count()),
+        )
+    };
+    let mut response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    if method != "HEAD" {
+        response.extend_from_slice(body.as_bytes());
+    }
+    stream.write_all(&response).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{AdapterSample, LuSample};
+
+    #[test]
+    fn render_labels_every_lu_and_escapes_values() {
+        let sample = StatSample {
+            uptime_ns: 1,
+            adapters: vec![AdapterSample {
+                name: "a\"0".into(),
+                state: "stopped".into(),
+                model: "storport".into(),
+                totals: Counters {
+                    commands: 9,
+                    ..Counters::default()
+                },
+                timeout_restarts: 0,
+                errors_logged: 0,
+                lus: vec![LuSample {
+                    address: "0:1:2".into(),
+                    exports: vec!["iqn.2026-11.dev.x:y/3".into()],
+                    counters: Counters {
+                        reads: 7,
+                        bytes_read: 3584,
+                        ..Counters::default()
+                    },
+                }],
+            }],
+        };
+        let text = render(&sample, 2);
+        let lu = r#"{adapter="a\"0",lu="0:1:2",target="iqn.2026-11.dev.x:y",lun="3"}"#;
+        assert!(
+            text.contains(&format!("scsiport_lu_reads_total{lu} 7\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("scsiport_lu_read_bytes_total{lu} 3584\n")),
+            "{text}"
+        );
+        assert!(text.contains("scsiport_adapter_commands_total{adapter=\"a\\\"0\"} 9\n"));
+        assert!(text.contains("scsiport_adapter_stopped{adapter=\"a\\\"0\"} 1\n"));
+        assert!(text.contains("scsiport_iscsi_sessions 2\n"));
+        assert!(text.contains("# TYPE scsiport_lu_writes_total counter\n"));
+    }
+}
