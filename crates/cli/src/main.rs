@@ -19,8 +19,30 @@ use crate::config::Config;
 #[derive(Debug, Parser)]
 #[command(name = "scsiport", version, about)]
 struct Cli {
+    /// Log level or filter for the log lines on stderr (error, warn, info, debug, trace, or a
+    /// filter such as `info,iscsi=debug`). Overrides $SCSIPORT_LOG, then $RUST_LOG; default info.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Installs the log subscriber: one line per event on stderr, with the event's spans (session,
+/// LU) and fields, at the level `flag`, `$SCSIPORT_LOG` or `$RUST_LOG` chooses (default info).
+fn init_logging(flag: Option<&str>) -> Result<(), String> {
+    let spec = flag
+        .map(str::to_string)
+        .or_else(|| std::env::var("SCSIPORT_LOG").ok())
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
+        .map_err(|e| format!("log level {spec:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init()
+        .map_err(|e| format!("cannot install the logger: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -210,6 +232,10 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = init_logging(cli.log_level.as_deref()) {
+        eprintln!("scsiport: {e}");
+        return ExitCode::from(2);
+    }
     match cli.command {
         Command::Bench(args) => run_bench(args),
         Command::Stat { once, json, socket } => managed(manage::stat(&socket.path(), once, json)),

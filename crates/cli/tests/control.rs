@@ -71,7 +71,15 @@ fn start(dir: &TempDir) -> (Server, PathBuf) {
 
 fn start_with_metrics(dir: &TempDir, metrics_port: u16) -> (Server, PathBuf) {
     let (cfg, socket) = config(dir, metrics_port);
-    let server = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    // --log-level overrides the RUST_LOG=warn the common helper sets.
+    let server = Server::start(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--log-level",
+        "info",
+    ]);
     assert!(
         socket.exists(),
         "no control socket at {}; stderr:\n{}",
@@ -337,6 +345,17 @@ fn adapter_stop_holds_commands_and_restart_completes_them() {
     let s = stat(&socket);
     assert_eq!(s["state"], "running");
     assert_eq!(counter(&s, "errors"), 0, "{s}");
+
+    // Both operations are logged, one line each, naming the adapter.
+    let log = server.stderr_tail();
+    for stop in ["true", "false"] {
+        let want = format!("adapter control through the control socket adapter=a0 stop={stop}");
+        assert_eq!(
+            log.lines().filter(|l| l.contains(&want)).count(),
+            1,
+            "{want:?} in:\n{log}"
+        );
+    }
 
     let out = scsiport(&[], &["adapter", "stop", "nope", "--socket", &sock]);
     assert!(!out.success());
