@@ -105,13 +105,23 @@ struct SocketArg {
     /// $XDG_RUNTIME_DIR/scsiport.sock or /tmp/scsiport-UID.sock.
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Take the control socket from this configuration file (the one `serve` runs with).
+    #[arg(long, short, conflicts_with = "socket")]
+    config: Option<PathBuf>,
 }
 
 impl SocketArg {
-    fn path(&self) -> PathBuf {
-        self.socket
-            .clone()
-            .unwrap_or_else(config::default_control_socket)
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        match &self.config {
+            Some(c) => Ok(load_config(c)
+                .map_err(anyhow::Error::msg)?
+                .control
+                .socket_path()),
+            None => Ok(config::default_control_socket()),
+        }
     }
 }
 
@@ -238,17 +248,21 @@ fn main() -> ExitCode {
     }
     match cli.command {
         Command::Bench(args) => run_bench(args),
-        Command::Stat { once, json, socket } => managed(manage::stat(&socket.path(), once, json)),
-        Command::Sessions { json, socket } => managed(manage::sessions(&socket.path(), json)),
+        Command::Stat { once, json, socket } => {
+            managed(socket.path().and_then(|p| manage::stat(&p, once, json)))
+        }
+        Command::Sessions { json, socket } => {
+            managed(socket.path().and_then(|p| manage::sessions(&p, json)))
+        }
         Command::Adapter {
             action,
             name,
             socket,
-        } => managed(manage::adapter(
-            &socket.path(),
-            matches!(action, AdapterAction::Stop),
-            &name,
-        )),
+        } => managed(
+            socket
+                .path()
+                .and_then(|p| manage::adapter(&p, matches!(action, AdapterAction::Stop), &name)),
+        ),
         Command::Serve { config, listen } => {
             let config = match config.map(|p| load_config(&p)) {
                 None => Config::builtin_default(),

@@ -184,9 +184,11 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     let (server, socket) = start_with_metrics(&dir, metrics_port);
     let mut ini = login(&server.addr, 1);
 
+    // --config finds the socket through the server's configuration file.
+    let cfg = dir.path().join("control.toml");
     let sessions = scsiport(
         &[],
-        &["sessions", "--json", "--socket", socket.to_str().unwrap()],
+        &["sessions", "--json", "--config", cfg.to_str().unwrap()],
     );
     assert!(sessions.success(), "{sessions:?}");
     let list: Value = serde_json::from_str(sessions.stdout.trim()).expect("sessions JSON");
@@ -470,5 +472,33 @@ fn another_uid_is_refused() {
     }
     // The refused stop did nothing; the owner still gets answers.
     assert_eq!(stat(&socket)["state"], "running");
+    drop(server);
+}
+
+#[test]
+fn stat_after_iscsi_perf_accounts_for_every_read() {
+    let dir = TempDir::new("control-perf");
+    let (server, socket) = start(&dir);
+    let before = stat(&socket);
+    // One second of 8-block (4 KiB) reads, 8 in flight.
+    let out = common::run_tool(
+        "iscsi-perf",
+        &["-t", "1", "-b", "8", "-m", "8", &server.lun0_url()],
+        TOOL_TIMEOUT,
+    );
+    assert!(out.success(), "iscsi-perf: {out:?}");
+    let after = stat(&socket);
+    let delta = |name: &str| counter(&after, name) - counter(&before, name);
+    assert!(delta("reads") > 0, "{before}\n{after}");
+    assert_eq!(delta("bytes_read"), delta("reads") * 4096, "{after}");
+    assert_eq!(delta("writes"), 0);
+    assert_eq!(delta("errors"), 0);
+    // Besides its READs, the client sent only its connect-time commands (TEST UNIT READY,
+    // READ CAPACITY, INQUIRY...): a handful, not per-I/O overhead.
+    let others = delta("commands") - delta("reads");
+    assert!(
+        (1..=10).contains(&others),
+        "{others} non-READ commands: {after}"
+    );
     drop(server);
 }
