@@ -158,7 +158,12 @@ fn count_final(out: &mut BytesMut, finals: &mut HashMap<u32, u32>) {
     }
 }
 
-pub fn run(mut data: &[u8]) {
+pub fn run(data: &[u8]) {
+    run_counted(data);
+}
+
+/// [`run`], returning (tasks handed to the service, final responses seen).
+pub fn run_counted(mut data: &[u8]) -> (usize, usize) {
     let service = DeviceService::new(2, 128);
     let shared = Shared::new(config(), service.clone());
     let control = shared.new_conn_control();
@@ -286,4 +291,5 @@ pub fn run(mut data: &[u8]) {
         }
     }
     conn.closed();
+    (submitted.len(), finals.values().map(|&n| n as usize).sum())
 }

@@ -40,4 +40,15 @@ fn pdu_stream() {
 #[test]
 fn pipeline() {
     replay("pipeline", scsiport_fuzz::pipeline::run);
+    // The seeds reach the device LUs and come back.
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus/pipeline");
+    for e in fs::read_dir(dir).expect("corpus dir") {
+        let path = e.expect("entry").path();
+        let (submitted, finals) = scsiport_fuzz::pipeline::run_counted(&fs::read(&path).unwrap());
+        assert!(
+            submitted >= 1 && finals >= submitted,
+            "{}: {submitted} {finals}",
+            path.display()
+        );
+    }
 }
