@@ -66,3 +66,24 @@ fn pdu_stream_seeds() {
     );
     assert!(!o.after_completions.is_empty());
 }
+
+/// login_text, first fuzz finding (a fault of the target's own check, kept as a
+/// regression): an invalid `ImmediateData=Yep` is answered Reject and leaves the
+/// default (Yes) in place even when the target prefers No.
+#[test]
+fn login_text_invalid_boolean_keeps_default() {
+    let input = b"@InitiatorName=iqn.20\x05\x00\x00\x00\x00\x00\x00\x00\x00InitialR2T=Nm\x00\
+ImmediateData=Yep\x00MaandingR3T=1\x00DefaulvTimeCQ==\x00";
+    login_text::run(input);
+    use iscsi::params::{KeyOutcome, Negotiated, SessionType, TargetLimits, negotiate};
+    let limits = TargetLimits {
+        immediate_data: false,
+        ..TargetLimits::default()
+    };
+    let mut n = Negotiated::defaults(&limits);
+    let r = negotiate("ImmediateData", "Yep", &mut n, &limits, SessionType::Normal);
+    assert_eq!(r, KeyOutcome::Reply("Reject".into()));
+    assert!(n.immediate_data, "default unchanged");
+    let r = negotiate("ImmediateData", "Yes", &mut n, &limits, SessionType::Normal);
+    assert_eq!(r, KeyOutcome::Reply("No".into()));
+}
