@@ -61,6 +61,21 @@ pub enum Request {
         /// The adapter's name in the configuration.
         name: String,
     },
+    /// The WMI data blocks the adapter's miniport registers (IRP_MN_REGINFO).
+    WmiList {
+        /// The adapter's name in the configuration.
+        adapter: String,
+    },
+    /// Query a WMI data block: all instances, or one.
+    WmiQuery {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID (see [`crate::wmi::format_guid`]).
+        guid: String,
+        /// One instance (IRP_MN_QUERY_SINGLE_INSTANCE); absent: all (QUERY_ALL_DATA).
+        #[serde(default)]
+        instance: Option<u32>,
+    },
 }
 
 /// The answer to one [`Request`].
@@ -71,6 +86,13 @@ pub enum Reply {
     Stat(StatSample),
     /// The answer to [`Request::Sessions`].
     Sessions(Vec<SessionInfo>),
+    /// The answer to [`Request::WmiList`].
+    WmiBlocks(Vec<crate::wmi::WmiBlock>),
+    /// The answer to [`Request::WmiQuery`]: the bytes the provider returned, in hex.
+    WmiData {
+        /// Lowercase hex, two digits per byte.
+        hex: String,
+    },
     /// A management operation finished.
     Done {
         /// What was done.
@@ -364,15 +386,81 @@ impl ControlState {
             Request::Sessions {} => Reply::Sessions(self.sessions()),
             Request::AdapterStop { name } => self.adapter_request(name, true).await,
             Request::AdapterRestart { name } => self.adapter_request(name, false).await,
+            Request::WmiList { adapter } => self.wmi_request(adapter, None, None).await,
+            Request::WmiQuery {
+                adapter,
+                guid,
+                instance,
+            } => match crate::wmi::parse_guid(&guid) {
+                Ok(g) => self.wmi_request(adapter, Some(g), instance).await,
+                Err(message) => Reply::Error { message },
+            },
         }
     }
 
-    async fn adapter_request(self: &Arc<Self>, name: String, stop: bool) -> Reply {
-        let Some(index) = self.adapters.iter().position(|e| e.name == name) else {
-            let known: Vec<&str> = self.adapters.iter().map(|e| e.name.as_str()).collect();
-            return Reply::Error {
-                message: format!("no adapter named {name:?}; adapters: {}", known.join(", ")),
+    fn adapter_index(&self, name: &str) -> Result<usize, Reply> {
+        self.adapters
+            .iter()
+            .position(|e| e.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.adapters.iter().map(|e| e.name.as_str()).collect();
+                Reply::Error {
+                    message: format!("no adapter named {name:?}; adapters: {}", known.join(", ")),
+                }
+            })
+    }
+
+    /// REGINFO (`guid` None) or a query of adapter `name`'s WMI provider, on the blocking pool.
+    async fn wmi_request(
+        self: &Arc<Self>,
+        name: String,
+        guid: Option<[u8; 16]>,
+        instance: Option<u32>,
+    ) -> Reply {
+        use crate::wmi::{WmiOp, decode_reginfo, exchange};
+        let index = match self.adapter_index(&name) {
+            Ok(i) => i,
+            Err(reply) => return reply,
+        };
+        let me = self.clone();
+        let op = match (guid, instance) {
+            (None, _) => WmiOp::RegInfo,
+            (Some(g), None) => WmiOp::QueryAll(g),
+            (Some(g), Some(i)) => WmiOp::QuerySingle(g, i),
+        };
+        tokio::task::spawn_blocking(move || {
+            let e = &me.adapters[index];
+            // The port routes WMI through an LU queue; adapter requests use the first LU.
+            let Some((address, _)) = e.lus.first() else {
+                return Reply::Error {
+                    message: format!("adapter {}: no logical unit to address", e.name),
+                };
             };
+            let exec = |srb| {
+                e.adapter
+                    .execute_and_wait(srb)
+                    .map_err(|err| err.to_string())
+            };
+            match exchange(exec, *address, op) {
+                Ok(data) if op == WmiOp::RegInfo => Reply::WmiBlocks(decode_reginfo(&data)),
+                Ok(data) => Reply::WmiData {
+                    hex: data.iter().map(|b| format!("{b:02x}")).collect(),
+                },
+                Err(err) => Reply::Error {
+                    message: format!("adapter {}: WMI: {err}", e.name),
+                },
+            }
+        })
+        .await
+        .unwrap_or_else(|e| Reply::Error {
+            message: format!("WMI request failed: {e}"),
+        })
+    }
+
+    async fn adapter_request(self: &Arc<Self>, name: String, stop: bool) -> Reply {
+        let index = match self.adapter_index(&name) {
+            Ok(i) => i,
+            Err(reply) => return reply,
         };
         let me = self.clone();
         tokio::task::spawn_blocking(move || me.adapter_control(index, stop))

@@ -7,6 +7,7 @@ mod control;
 mod manage;
 mod metrics;
 mod serve;
+mod wmi;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -90,6 +91,11 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// WMI data blocks of an adapter's miniport: `list` them, or `query` one.
+    Wmi {
+        #[command(subcommand)]
+        action: WmiAction,
+    },
     /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
         /// The TOML configuration file; without it, the built-in default.
@@ -123,6 +129,35 @@ impl SocketArg {
             None => Ok(config::default_control_socket()),
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+enum WmiAction {
+    /// The data blocks the miniport registers (GUID, instances, flags).
+    List {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The data of one block: every instance, or one with --instance.
+    Query {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).
+        guid: String,
+        /// Query this instance only.
+        #[arg(long)]
+        instance: Option<u32>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -253,6 +288,31 @@ fn main() -> ExitCode {
         }
         Command::Sessions { json, socket } => {
             managed(socket.path().and_then(|p| manage::sessions(&p, json)))
+        }
+        Command::Wmi { action } => {
+            let (request, json, socket) = match action {
+                WmiAction::List {
+                    adapter,
+                    json,
+                    socket,
+                } => (control::Request::WmiList { adapter }, json, socket),
+                WmiAction::Query {
+                    adapter,
+                    guid,
+                    instance,
+                    json,
+                    socket,
+                } => (
+                    control::Request::WmiQuery {
+                        adapter,
+                        guid,
+                        instance,
+                    },
+                    json,
+                    socket,
+                ),
+            };
+            managed(socket.path().and_then(|p| manage::wmi(&p, request, json)))
         }
         Command::Adapter {
             action,

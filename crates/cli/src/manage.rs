@@ -186,6 +186,43 @@ pub fn adapter(socket: &Path, stop: bool, name: &str) -> Result<()> {
     }
 }
 
+/// `scsiport wmi list ADAPTER` and `scsiport wmi query ADAPTER GUID [--instance N]`.
+pub fn wmi(socket: &Path, request: Request, json: bool) -> Result<()> {
+    match control::request(socket, &request, ADAPTER_TIMEOUT)? {
+        Reply::WmiBlocks(blocks) => {
+            if json {
+                println!("{}", serde_json::to_string(&blocks)?);
+            } else if blocks.is_empty() {
+                println!("no WMI data blocks");
+            } else {
+                println!("{:<36} {:>9}  FLAGS", "GUID", "INSTANCES");
+                for b in &blocks {
+                    println!(
+                        "{:<36} {:>9}  {}",
+                        b.guid,
+                        b.instance_count,
+                        b.flags.join(",")
+                    );
+                }
+            }
+            Ok(())
+        }
+        Reply::WmiData { hex } => {
+            if json {
+                println!("{}", serde_json::json!({ "hex": hex }));
+            } else {
+                // 16 bytes per line with the offset.
+                for (i, chunk) in hex.as_bytes().chunks(32).enumerate() {
+                    println!("{:08x}  {}", i * 16, String::from_utf8_lossy(chunk));
+                }
+            }
+            Ok(())
+        }
+        Reply::Error { message } => bail!("{message}"),
+        other => bail!("unexpected reply {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

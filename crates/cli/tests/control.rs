@@ -414,6 +414,15 @@ fn malformed_requests_get_errors_and_the_server_survives() {
         "{replies:?}"
     );
 
+    // WMI: the RAM miniport registers no provider, and a bad GUID is refused before any SRB.
+    let sock = socket.to_str().unwrap();
+    let out = scsiport(&[], &["wmi", "list", "a0", "--socket", sock]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("not a WMI data provider"), "{out:?}");
+    let out = scsiport(&[], &["wmi", "query", "a0", "not-a-guid", "--socket", sock]);
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("is not a GUID"), "{out:?}");
+
     // Still serving.
     let lu = stat(&socket);
     assert_eq!(lu["state"], "running");
