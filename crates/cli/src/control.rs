@@ -1,5 +1,7 @@
 //! The control socket: a Unix domain socket `serve` listens on for management commands
-//! (`scsiport stat`, `sessions`, `adapter stop|restart`), and the client side those commands use.
+//! (`scsiport stat`, `sessions`, `adapter stop|restart`, `wmi list|query`), and the client side
+//! those commands use. The same [`ControlState`] feeds the Prometheus endpoint
+//! ([`crate::metrics`]).
 //!
 //! Protocol: line-delimited JSON. The client writes one [`Request`] per line; the server answers
 //! each with one [`Reply`] line, in order, on the same connection. A request line is at most
@@ -12,9 +14,8 @@
 //! and is disconnected. The socket file is removed when `serve` exits.
 //!
 //! Threads: the accept loop and the connections run as tasks on the `serve` tokio runtime;
-//! `adapter stop|restart`, which block until the port has stopped or restarted the adapter, run
-//! on tokio's blocking pool and hold that adapter's control mutex (one stop/restart at a time per
-//! adapter). Statistics are read from the port's relaxed atomic counters without any lock.
+//! `adapter stop|restart` and `wmi`, which block until the port has finished, run on tokio's
+//! blocking pool; stop/restart hold that adapter's control mutex (one at a time per adapter). Statistics are read from the port's relaxed atomic counters without any lock.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
