@@ -203,6 +203,10 @@ pub(crate) fn configure(config: &mut PortConfiguration, lus: &[DiskLu], max_tran
     if max_transfer != 0 {
         config.maximum_transfer_length = max_transfer;
     }
+    // The "DMA" is a memcpy into one contiguous buffer: any transfer up to the maximum length
+    // is one piece, so declare enough breaks for it in 4 KiB pages (the class driver splits on
+    // `(breaks + 1) * 4 KiB` otherwise).
+    config.number_of_physical_breaks = config.maximum_transfer_length.div_ceil(4096).max(17);
     config.caches_data = true;
     config.scatter_gather = true;
 }
