@@ -10,9 +10,10 @@
 //!
 //! Every SCSI Command gets a fresh ITT. Checked: no panic; no ITT gets two final
 //! responses; every task handed to the service gets exactly one final response
-//! while the connection is up.
+//! while the connection is up; no block of the (initially zeroed) LUs holds data
+//! outside the LBA ranges of the write-type commands that reached them.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
 use iscsi::conn::{Action, Connection};
@@ -33,6 +34,35 @@ use std::collections::HashMap;
 /// A [`ScsiService`] that executes every task synchronously on device LUs.
 pub struct DeviceService {
     pub lus: Vec<LogicalUnit>,
+    /// (LU index, first LBA, end LBA) of every write-type command submitted.
+    pub written: Mutex<Vec<(usize, u64, u64)>>,
+}
+
+/// The LBA range a write-type CDB may change (`None` for commands that do not write
+/// data: UNMAP and friends only ever zero blocks, which the check below allows).
+/// WRITE SAME with NUMBER OF LOGICAL BLOCKS = 0 counts as "to the end".
+pub fn write_range(cdb: &[u8; 16]) -> Option<(u64, u64)> {
+    let be = |r: std::ops::Range<usize>| cdb[r].iter().fold(0u64, |a, &b| (a << 8) | b as u64);
+    let (lba, len, same) = match cdb[0] {
+        0x0a => {
+            let lba = be(1..4) & 0x1f_ffff;
+            let len = if cdb[4] == 0 { 256 } else { cdb[4] as u64 };
+            (lba, len, false)
+        }
+        0x2a | 0x2e => (be(2..6), be(7..9), false),
+        0x41 => (be(2..6), be(7..9), true),
+        0xaa | 0xae => (be(2..6), be(6..10), false),
+        0x8a | 0x8e | 0x8b => (be(2..10), be(10..14), false),
+        0x93 => (be(2..10), be(10..14), true),
+        0x89 => (be(2..10), cdb[13] as u64, false),
+        _ => return None,
+    };
+    let end = if same && len == 0 {
+        u64::MAX
+    } else {
+        lba.saturating_add(len)
+    };
+    Some((lba, end))
 }
 
 impl DeviceService {
@@ -47,7 +77,35 @@ impl DeviceService {
                 LogicalUnit::new(cfg, ram)
             })
             .collect();
-        Arc::new(DeviceService { lus })
+        Arc::new(DeviceService {
+            lus,
+            written: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Panics if a block of any LU holds non-zero data outside every range a
+    /// write-type command was allowed to change (the LUs start zeroed).
+    pub fn check_unwritten_blocks_are_zero(&self) {
+        let written = self.written.lock().expect("written ranges");
+        for (i, lu) in self.lus.iter().enumerate() {
+            let bs = lu.block_size() as usize;
+            let mut buf = vec![0u8; bs];
+            for lba in 0..lu.num_blocks() {
+                lu.backend()
+                    .read_at(lba * bs as u64, &mut buf)
+                    .expect("RAM read");
+                if buf.iter().all(|&b| b == 0) {
+                    continue;
+                }
+                let covered = written
+                    .iter()
+                    .any(|&(l, start, end)| l == i && (start..end).contains(&lba));
+                assert!(
+                    covered,
+                    "LU {i} LBA {lba} changed outside every written range"
+                );
+            }
+        }
     }
 }
 
@@ -58,6 +116,13 @@ impl ScsiService for DeviceService {
             task.complete();
             return;
         };
+        if let Some((start, end)) = write_range(&task.cdb) {
+            let lu_index = task.lu.0 as usize;
+            self.written
+                .lock()
+                .expect("written ranges")
+                .push((lu_index, start, end));
+        }
         let edtl = task.expected_transfer_length as usize;
         let mut data_in = std::mem::take(&mut task.data_in);
         data_in.clear();
@@ -291,5 +356,6 @@ pub fn run_counted(mut data: &[u8]) -> (usize, usize) {
         }
     }
     conn.closed();
+    service.check_unwritten_blocks_are_zero();
     (submitted.len(), finals.values().map(|&n| n as usize).sum())
 }

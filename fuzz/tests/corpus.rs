@@ -52,3 +52,37 @@ fn pipeline() {
         );
     }
 }
+
+/// The pipeline's data check notices a block changed outside every recorded range.
+#[test]
+#[should_panic(expected = "changed outside every written range")]
+fn pipeline_data_check_can_fail() {
+    let service = scsiport_fuzz::pipeline::DeviceService::new(1, 16);
+    let cdb = [0x2a, 0, 0, 0, 0, 5, 0, 0, 1, 0];
+    let data = [1u8; 512];
+    let mut req = device::ScsiRequest {
+        nexus: device::ItNexus::new(1, 1),
+        cdb: &cdb,
+        data_out: &data,
+        data_in: &mut [],
+    };
+    assert_eq!(
+        service.lus[0].execute(&mut req).status,
+        device::ScsiStatus::Good
+    );
+    service.check_unwritten_blocks_are_zero();
+}
+
+#[test]
+fn write_ranges() {
+    use scsiport_fuzz::pipeline::write_range;
+    let mut cdb = [0u8; 16];
+    cdb[..10].copy_from_slice(&[0x2a, 0, 0, 0, 0, 7, 0, 0, 2, 0]);
+    assert_eq!(write_range(&cdb), Some((7, 9)));
+    cdb[..6].copy_from_slice(&[0x0a, 0, 0, 3, 0, 0]);
+    assert_eq!(write_range(&cdb), Some((3, 259)));
+    cdb = [0x89, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 1, 0, 0];
+    assert_eq!(write_range(&cdb), Some((4, 5)));
+    cdb[0] = 0x28;
+    assert_eq!(write_range(&cdb), None);
+}
