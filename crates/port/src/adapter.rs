@@ -71,6 +71,8 @@ struct Queued {
     srb: Srb,
     origin: Origin,
     attempts: u32,
+    /// When the submitter handed the request to the port (latency statistics).
+    submitted: Instant,
 }
 
 /// How far the recovery of a timed-out request has gone.
@@ -95,22 +97,28 @@ struct SlotMeta {
     timeout_left: u32,
     stage: Stage,
     stage_left: u32,
+    /// When the submitter handed the request to the port (latency statistics).
+    submitted: Instant,
 }
 
 impl SlotMeta {
-    const FREE: SlotMeta = SlotMeta {
-        active: false,
-        origin: Origin::RequestSense,
-        lu: 0,
-        generation: 0,
-        original_request: 0,
-        flags: SrbFlags::NONE,
-        tagged: false,
-        attempts: 0,
-        timeout_left: 0,
-        stage: Stage::None,
-        stage_left: 0,
-    };
+    /// A free slot (`now` only fills the timestamp).
+    fn free(now: Instant) -> SlotMeta {
+        SlotMeta {
+            active: false,
+            origin: Origin::RequestSense,
+            lu: 0,
+            generation: 0,
+            original_request: 0,
+            flags: SrbFlags::NONE,
+            tagged: false,
+            attempts: 0,
+            timeout_left: 0,
+            stage: Stage::None,
+            stage_left: 0,
+            submitted: now,
+        }
+    }
 }
 
 struct LuState {
@@ -426,7 +434,7 @@ impl<M: Miniport> AdapterShared<M> {
             lus: Vec::new(),
             lu_index: HashMap::new(),
             ring: VecDeque::with_capacity(64),
-            slots: vec![SlotMeta::FREE; slots],
+            slots: vec![SlotMeta::free(Instant::now()); slots],
             free_slots: (0..slots as u32).rev().collect(),
             adapter: AdapterFlags {
                 ready: true,
@@ -1389,17 +1397,32 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// Completes a request to its submitter (statistics, then the delivery buffer).
-    fn finish(&mut self, sh: &AdapterShared<M>, lu: Option<u32>, origin: Origin, srb: Srb) {
+    /// `submitted` is the request's accept time; every request of a submitter passes here
+    /// exactly once, which takes it off the outstanding gauges `accept` put it on.
+    fn finish(
+        &mut self,
+        sh: &AdapterShared<M>,
+        lu: Option<u32>,
+        origin: Origin,
+        srb: Srb,
+        submitted: Instant,
+    ) {
         let Origin::Sink(sink) = origin else { return };
+        sh.shared.counters.completed();
+        if let Some(lu) = lu {
+            self.lus[lu as usize].counters.completed();
+        }
         if srb.function == SrbFunction::ExecuteScsi {
             let ok = srb.srb_status.is_success();
             let bytes = srb.data_transfer_length as u64;
             let op = srb.cdb.opcode();
+            let elapsed = submitted.elapsed();
             sh.shared.counters.record_completion(op, ok, bytes);
+            sh.shared.counters.record_latency(elapsed);
             if let Some(lu) = lu {
-                self.lus[lu as usize]
-                    .counters
-                    .record_completion(op, ok, bytes);
+                let c = &self.lus[lu as usize].counters;
+                c.record_completion(op, ok, bytes);
+                c.record_latency(elapsed);
             }
         }
         let status = srb.srb_status.status();
@@ -1426,12 +1449,13 @@ impl<M: Miniport> Runner<M> {
         origin: Origin,
         mut srb: Srb,
         status: SrbStatus,
+        submitted: Instant,
     ) {
         srb.srb_status = status;
         if status != SrbStatus::SUCCESS {
             srb.data_transfer_length = 0;
         }
-        self.finish(sh, lu, origin, srb);
+        self.finish(sh, lu, origin, srb, submitted);
     }
 
     /// A request handed over by a submitter (`ScsiPortDispatch`/`IoStartPacket` side).
@@ -1442,13 +1466,17 @@ impl<M: Miniport> Runner<M> {
             built,
         } = inc;
         let origin = Origin::Sink(sink);
+        // From here on the request is outstanding until `finish` (LU gauge: below, once the
+        // LU is known).
+        let submitted = Instant::now();
+        sh.shared.counters.submitted();
         if !built {
             // build_io answered the request (its status is set): deliver it as it is.
             srb.requested_length = srb.requested_length.max(srb.data_transfer_length);
             if srb.srb_status.status() == SrbStatus::PENDING {
                 srb.srb_status = SrbStatus::ERROR;
             }
-            return self.finish(sh, None, origin, srb);
+            return self.finish(sh, None, origin, srb, submitted);
         }
         srb.srb_status = SrbStatus::PENDING;
         srb.requested_length = srb.data_transfer_length;
@@ -1459,7 +1487,7 @@ impl<M: Miniport> Runner<M> {
             .sense_info_buffer_length
             .min(crate::srb::SENSE_BUFFER_SIZE as u8);
         if self.adapter.shut_down {
-            return self.port_complete(sh, None, origin, srb, SrbStatus::NO_HBA);
+            return self.port_complete(sh, None, origin, srb, SrbStatus::NO_HBA, submitted);
         }
         let c = &sh.config;
         let a = srb.address;
@@ -1477,13 +1505,15 @@ impl<M: Miniport> Runner<M> {
             None
         };
         if let Some(status) = invalid {
-            return self.port_complete(sh, None, origin, srb, status);
+            return self.port_complete(sh, None, origin, srb, status, submitted);
         }
         let lu = self.lu(sh, a);
+        self.lus[lu as usize].counters.submitted();
         let q = Queued {
             srb,
             origin,
             attempts: 0,
+            submitted,
         };
         match q.srb.function {
             SrbFunction::ExecuteScsi | SrbFunction::IoControl => self.enqueue(lu, q),
@@ -1491,20 +1521,27 @@ impl<M: Miniport> Runner<M> {
                 if c.wmi_data_provider {
                     self.enqueue(lu, q)
                 } else {
-                    self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::INVALID_REQUEST)
+                    self.port_complete(
+                        sh,
+                        Some(lu),
+                        origin,
+                        q.srb,
+                        SrbStatus::INVALID_REQUEST,
+                        submitted,
+                    )
                 }
             }
             SrbFunction::Flush | SrbFunction::Shutdown => {
                 if c.caches_data {
                     self.enqueue(lu, q)
                 } else {
-                    self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                    self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS, submitted)
                 }
             }
             SrbFunction::ReleaseQueue => {
                 self.lus[lu as usize].frozen = false;
                 self.kick(lu);
-                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS, submitted)
             }
             SrbFunction::FlushQueue => {
                 if !self.lus[lu as usize].frozen {
@@ -1514,20 +1551,28 @@ impl<M: Miniport> Runner<M> {
                         origin,
                         q.srb,
                         SrbStatus::INVALID_REQUEST,
+                        submitted,
                     );
                 }
                 let mut flushed = std::mem::take(&mut self.lus[lu as usize].queue);
                 for f in flushed.drain(..) {
-                    self.port_complete(sh, Some(lu), f.origin, f.srb, SrbStatus::REQUEST_FLUSHED);
+                    self.port_complete(
+                        sh,
+                        Some(lu),
+                        f.origin,
+                        f.srb,
+                        SrbStatus::REQUEST_FLUSHED,
+                        f.submitted,
+                    );
                 }
                 self.lus[lu as usize].queue = flushed;
                 self.lus[lu as usize].frozen = false;
                 self.kick(lu);
-                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS, submitted)
             }
             SrbFunction::LockQueue => {
                 self.lus[lu as usize].locked = true;
-                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS, submitted)
             }
             SrbFunction::UnlockQueue => {
                 if !q.srb.flags.contains(SrbFlags::BYPASS_LOCKED_QUEUE) {
@@ -1537,11 +1582,12 @@ impl<M: Miniport> Runner<M> {
                         origin,
                         q.srb,
                         SrbStatus::INVALID_REQUEST,
+                        submitted,
                     );
                 }
                 self.lus[lu as usize].locked = false;
                 self.kick(lu);
-                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS)
+                self.port_complete(sh, Some(lu), origin, q.srb, SrbStatus::SUCCESS, submitted)
             }
             SrbFunction::AbortCommand => self.accept_abort(sh, lu, q),
             SrbFunction::ResetDevice | SrbFunction::ResetLogicalUnit => {
@@ -1556,7 +1602,7 @@ impl<M: Miniport> Runner<M> {
                 } else {
                     SrbStatus::ERROR
                 };
-                self.port_complete(sh, Some(lu), origin, q.srb, status)
+                self.port_complete(sh, Some(lu), origin, q.srb, status, submitted)
             }
         }
     }
@@ -1597,9 +1643,23 @@ impl<M: Miniport> Runner<M> {
             None
         };
         if let Some(t) = found {
-            self.port_complete(sh, Some(lu), t.origin, t.srb, SrbStatus::ABORTED);
+            self.port_complete(
+                sh,
+                Some(lu),
+                t.origin,
+                t.srb,
+                SrbStatus::ABORTED,
+                t.submitted,
+            );
             self.kick(lu);
-            return self.port_complete(sh, Some(lu), q.origin, q.srb, SrbStatus::SUCCESS);
+            return self.port_complete(
+                sh,
+                Some(lu),
+                q.origin,
+                q.srb,
+                SrbStatus::SUCCESS,
+                q.submitted,
+            );
         }
         // In the miniport: hand the abort down with NextSrb set.
         let active = self.slots.iter().enumerate().find(|(_, m)| {
@@ -1614,7 +1674,14 @@ impl<M: Miniport> Runner<M> {
                 self.lus[lu as usize].bypass.push_back(q);
                 self.kick(lu);
             }
-            None => self.port_complete(sh, Some(lu), q.origin, q.srb, SrbStatus::ABORT_FAILED),
+            None => self.port_complete(
+                sh,
+                Some(lu),
+                q.origin,
+                q.srb,
+                SrbStatus::ABORT_FAILED,
+                q.submitted,
+            ),
         }
     }
 
@@ -1719,6 +1786,7 @@ impl<M: Miniport> Runner<M> {
             mut srb,
             origin,
             attempts,
+            submitted,
         } = q;
         let tagged = self.is_tagged(&srb);
         srb.queue_tag = if tagged { slot } else { SP_UNTAGGED };
@@ -1756,6 +1824,7 @@ impl<M: Miniport> Runner<M> {
             timeout_left: timeout,
             stage: Stage::None,
             stage_left: 0,
+            submitted,
         };
         if let Some(fd) = sh.full_duplex() {
             let id = SrbId { slot, generation };
@@ -1887,7 +1956,7 @@ impl<M: Miniport> Runner<M> {
                     self.lus[lu as usize].frozen = true;
                     srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
                 }
-                self.finish(sh, Some(lu), meta.origin, srb);
+                self.finish(sh, Some(lu), meta.origin, srb, meta.submitted);
             }
         }
     }
@@ -1970,6 +2039,7 @@ impl<M: Miniport> Runner<M> {
             srb,
             origin: meta.origin,
             attempts,
+            submitted: meta.submitted,
         };
         if l.frozen || l.busy.is_some() {
             l.queue.push_front(q);
@@ -1986,7 +2056,7 @@ impl<M: Miniport> Runner<M> {
             srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
         }
         srb.data_transfer_length = 0;
-        self.finish(sh, Some(lu), meta.origin, srb);
+        self.finish(sh, Some(lu), meta.origin, srb, meta.submitted);
     }
 
     /// The adapter has no autosense: park the request and send REQUEST SENSE first.
@@ -2010,11 +2080,13 @@ impl<M: Miniport> Runner<M> {
             srb,
             origin: meta.origin,
             attempts: meta.attempts,
+            submitted: meta.submitted,
         });
         l.bypass.push_front(Queued {
             srb: rs,
             origin: Origin::RequestSense,
             attempts: 0,
+            submitted: meta.submitted,
         });
         self.kick(lu);
     }
@@ -2040,7 +2112,7 @@ impl<M: Miniport> Runner<M> {
             srb.srb_status = srb.srb_status.with(SrbStatus::QUEUE_FROZEN);
         }
         self.kick(lu);
-        self.finish(sh, Some(lu), parked.origin, srb);
+        self.finish(sh, Some(lu), parked.origin, srb, parked.submitted);
     }
 
     fn is_active(&self, id: SrbId) -> bool {
@@ -2161,6 +2233,7 @@ impl<M: Miniport> Runner<M> {
             srb: abort,
             origin: Origin::Recovery { target: id },
             attempts: 0,
+            submitted: Instant::now(),
         });
         self.kick(lu);
     }
@@ -2188,6 +2261,7 @@ impl<M: Miniport> Runner<M> {
                         srb: reset,
                         origin: Origin::Recovery { target: id },
                         attempts: 0,
+                        submitted: Instant::now(),
                     });
                     self.kick(lu);
                 }
@@ -2392,6 +2466,7 @@ impl<M: Miniport> Runner<M> {
                     q.origin,
                     q.srb,
                     SrbStatus::REQUEST_FLUSHED,
+                    q.submitted,
                 );
             }
         }

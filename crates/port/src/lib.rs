@@ -52,7 +52,11 @@
 //! Resets, bus changes and WMI events reach [`PortEventSink`]s registered with
 //! [`Adapter::subscribe`]; the device layer turns resets into unit attentions. Statistics:
 //! [`Adapter::statistics`], [`Adapter::lu_statistics`], [`Adapter::port_counters`],
-//! [`Adapter::error_log`].
+//! [`Adapter::error_log`]. Besides counters, [`Statistics`] carries the queue depth seen by
+//! submitters (`outstanding`: accepted and not yet completed, whether queued in the port or
+//! held by the miniport) and a [`LatencyHistogram`] of submit-to-completion times (log2 µs
+//! buckets; the accept time rides in the port's queue entry and slot, so timing allocates
+//! nothing; difference two snapshots with [`LatencyHistogram::since`] for an interval).
 //!
 //! # Locks and threads
 //!
@@ -240,4 +244,7 @@ pub use srb::{
     SENSE_BUFFER_SIZE, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, WmiRequest,
     scsi_status,
 };
-pub use stats::{Counters, ERROR_LOG_DEPTH, ErrorCode, ErrorLogEntry, PortCounters, Statistics};
+pub use stats::{
+    Counters, ERROR_LOG_DEPTH, ErrorCode, ErrorLogEntry, LATENCY_BUCKETS, LatencyHistogram,
+    PortCounters, Statistics,
+};

@@ -5,6 +5,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
@@ -68,6 +69,9 @@ pub struct Counters {
     pub(crate) busy: AtomicU64,
     pub(crate) flushed: AtomicU64,
     pub(crate) aborted: AtomicU64,
+    /// Requests accepted from submitters and not yet completed to them (a gauge).
+    outstanding: AtomicU64,
+    latency: LatencyCounters,
 }
 
 fn add(c: &AtomicU64, n: u64) {
@@ -112,10 +116,26 @@ impl Counters {
         add(&self.aborted, 1);
     }
 
+    /// A request from a submitter entered the port (runner thread, `Runner::accept`).
+    pub(crate) fn submitted(&self) {
+        add(&self.outstanding, 1);
+    }
+    /// A request counted by [`Counters::submitted`] is being completed to its submitter
+    /// (runner thread, `Runner::finish`, exactly once per request).
+    pub(crate) fn completed(&self) {
+        self.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+    /// Adds one submit-to-completion time to the latency histogram.
+    pub(crate) fn record_latency(&self, elapsed: Duration) {
+        self.latency.record(elapsed);
+    }
+
     /// A consistent-enough snapshot (each counter read once, relaxed).
     pub fn snapshot(&self) -> Statistics {
         let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
         Statistics {
+            outstanding: r(&self.outstanding),
+            latency: self.latency.snapshot(),
             commands: r(&self.commands),
             reads: r(&self.reads),
             writes: r(&self.writes),
@@ -165,6 +185,113 @@ pub struct Statistics {
     pub flushed: u64,
     /// Requests completed as ABORTED.
     pub aborted: u64,
+    /// Requests submitted to the port and not yet completed (queued in the port or held by
+    /// the miniport) at the time of the snapshot: the queue depth seen by submitters.
+    pub outstanding: u64,
+    /// Submit-to-completion times of the EXECUTE_SCSI requests counted in `commands`.
+    pub latency: LatencyHistogram,
+}
+
+/// Number of latency buckets: bucket `i` holds times in `[2^i, 2^(i+1))` µs (bucket 0 also
+/// holds 0 µs, the last one everything from 2^31 µs up).
+pub const LATENCY_BUCKETS: usize = 32;
+
+/// Bucket index of a time in µs.
+fn bucket_of(us: u64) -> usize {
+    let log2 = (u64::BITS - 1).saturating_sub(us.leading_zeros()) as usize;
+    log2.min(LATENCY_BUCKETS - 1)
+}
+
+/// The live histogram (relaxed atomics, bumped on the runner thread without locks).
+#[derive(Debug, Default)]
+struct LatencyCounters {
+    buckets: [AtomicU64; LATENCY_BUCKETS],
+    sum_us: AtomicU64,
+    count: AtomicU64,
+}
+
+impl LatencyCounters {
+    fn record(&self, elapsed: Duration) {
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        add(&self.buckets[bucket_of(us)], 1);
+        add(&self.sum_us, us);
+        add(&self.count, 1);
+    }
+    fn snapshot(&self) -> LatencyHistogram {
+        let r = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LatencyHistogram {
+            buckets: std::array::from_fn(|i| r(&self.buckets[i])),
+            sum_us: r(&self.sum_us),
+            count: r(&self.count),
+        }
+    }
+}
+
+/// A snapshot of a latency histogram with log2 buckets in microseconds.
+///
+/// Counts only grow, so the histogram of an interval is the difference of two snapshots
+/// ([`LatencyHistogram::since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyHistogram {
+    /// `buckets[i]`: requests that took `[2^i, 2^(i+1))` µs (see [`LATENCY_BUCKETS`]).
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of all recorded times in µs.
+    pub sum_us: u64,
+    /// Number of recorded times.
+    pub count: u64,
+}
+
+impl LatencyHistogram {
+    /// Lower bound in µs of bucket `i` (0 for bucket 0).
+    pub fn bucket_lower_us(i: usize) -> u64 {
+        if i == 0 { 0 } else { 1u64 << i.min(63) }
+    }
+
+    /// Exclusive upper bound in µs of bucket `i` (`2^(i+1)`; the last bucket is open-ended
+    /// and reports its nominal bound).
+    pub fn bucket_upper_us(i: usize) -> u64 {
+        1u64 << (i + 1).min(63)
+    }
+
+    /// Mean time in µs (0 when nothing was recorded).
+    pub fn mean_us(&self) -> u64 {
+        self.sum_us.checked_div(self.count).unwrap_or(0)
+    }
+
+    /// Approximate `p`-th percentile (`p` in 0..=100) in µs: the upper bound of the bucket
+    /// holding the request of that rank, so the true value is at most this (within a factor
+    /// of 2). 0 when nothing was recorded.
+    pub fn percentile_us(&self, p: f64) -> u64 {
+        let total: u64 = self.buckets.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let p = if p.is_nan() {
+            100.0
+        } else {
+            p.clamp(0.0, 100.0)
+        };
+        // Rank of the request (1-based), at least the first one.
+        let rank = ((p / 100.0 * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Self::bucket_upper_us(i);
+            }
+        }
+        Self::bucket_upper_us(LATENCY_BUCKETS - 1)
+    }
+
+    /// The requests recorded after `earlier` (a snapshot of the same histogram taken before
+    /// this one); counts that went backwards (a restarted source) saturate at 0.
+    pub fn since(&self, earlier: &LatencyHistogram) -> LatencyHistogram {
+        LatencyHistogram {
+            buckets: std::array::from_fn(|i| self.buckets[i].saturating_sub(earlier.buckets[i])),
+            sum_us: self.sum_us.saturating_sub(earlier.sum_us),
+            count: self.count.saturating_sub(earlier.count),
+        }
+    }
 }
 
 /// Adapter-wide shared state reachable without adapter locks.
@@ -229,4 +356,77 @@ pub struct PortCounters {
     pub errors_logged: u64,
     /// Adapter restarts by the timeout escalation.
     pub adapter_restarts: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn latency_buckets_are_log2_microseconds() {
+        assert_eq!(bucket_of(0), 0);
+        assert_eq!(bucket_of(1), 0);
+        assert_eq!(bucket_of(2), 1);
+        assert_eq!(bucket_of(3), 1);
+        assert_eq!(bucket_of(4), 2);
+        assert_eq!(bucket_of(1023), 9);
+        assert_eq!(bucket_of(1024), 10);
+        assert_eq!(bucket_of(u64::MAX), LATENCY_BUCKETS - 1);
+        for i in 1..LATENCY_BUCKETS {
+            let lo = LatencyHistogram::bucket_lower_us(i);
+            assert_eq!(bucket_of(lo), i);
+            assert_eq!(bucket_of(LatencyHistogram::bucket_upper_us(i) - 1), i);
+        }
+
+        let c = LatencyCounters::default();
+        c.record(Duration::from_nanos(500));
+        c.record(Duration::from_micros(5));
+        c.record(Duration::from_millis(1));
+        let h = c.snapshot();
+        assert_eq!(h.count, 3);
+        assert_eq!(h.sum_us, 1005);
+        assert_eq!(h.buckets[0], 1);
+        assert_eq!(h.buckets[2], 1);
+        assert_eq!(h.buckets[9], 1);
+        assert_eq!(h.mean_us(), 335);
+    }
+
+    #[test]
+    fn percentiles_and_intervals() {
+        let c = LatencyCounters::default();
+        assert_eq!(c.snapshot().percentile_us(99.0), 0);
+        assert_eq!(c.snapshot().mean_us(), 0);
+        // 98 fast requests (~100 µs, bucket 6) and 2 slow ones (~10 ms, bucket 13).
+        for _ in 0..98 {
+            c.record(Duration::from_micros(100));
+        }
+        let before = c.snapshot();
+        for _ in 0..2 {
+            c.record(Duration::from_micros(10_000));
+        }
+        let h = c.snapshot();
+        assert_eq!(h.percentile_us(50.0), 128);
+        assert_eq!(h.percentile_us(98.0), 128);
+        assert_eq!(h.percentile_us(99.0), 16_384);
+        assert_eq!(h.percentile_us(100.0), 16_384);
+        assert_eq!(h.percentile_us(0.0), 128);
+
+        let d = h.since(&before);
+        assert_eq!(d.count, 2);
+        assert_eq!(d.sum_us, 20_000);
+        assert_eq!(d.mean_us(), 10_000);
+        assert_eq!(d.percentile_us(50.0), 16_384);
+        assert_eq!(before.since(&h).count, 0);
+    }
+
+    #[test]
+    fn outstanding_is_a_gauge() {
+        let c = Counters::default();
+        c.submitted();
+        c.submitted();
+        assert_eq!(c.snapshot().outstanding, 2);
+        c.completed();
+        c.completed();
+        assert_eq!(c.snapshot().outstanding, 0);
+    }
 }
