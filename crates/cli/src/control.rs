@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
-use port::{Adapter, Address, Statistics};
+use port::{Adapter, Address, LATENCY_BUCKETS, LatencyHistogram, Statistics};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -170,6 +170,44 @@ pub struct Counters {
     pub flushed: u64,
     /// Requests completed as ABORTED.
     pub aborted: u64,
+    /// Requests submitted to the port and not yet completed (queue depth; a gauge).
+    #[serde(default)]
+    pub outstanding: u64,
+    /// Submit-to-completion times of the commands (cumulative histogram).
+    #[serde(default)]
+    pub latency: Latency,
+}
+
+/// The port's latency histogram ([`port::LatencyHistogram`]) in a wire form.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// `buckets[i]`: commands that took `[2^i, 2^(i+1))` µs (bucket 0 also holds 0 µs, the
+    /// last one everything longer).
+    pub buckets: [u64; LATENCY_BUCKETS],
+    /// Sum of the times, µs.
+    pub sum_us: u64,
+    /// Number of times recorded (equals `commands`).
+    pub count: u64,
+}
+
+impl From<LatencyHistogram> for Latency {
+    fn from(h: LatencyHistogram) -> Self {
+        Latency {
+            buckets: h.buckets,
+            sum_us: h.sum_us,
+            count: h.count,
+        }
+    }
+}
+
+impl From<Latency> for LatencyHistogram {
+    fn from(l: Latency) -> Self {
+        LatencyHistogram {
+            buckets: l.buckets,
+            sum_us: l.sum_us,
+            count: l.count,
+        }
+    }
 }
 
 impl From<Statistics> for Counters {
@@ -186,6 +224,8 @@ impl From<Statistics> for Counters {
             busy: s.busy,
             flushed: s.flushed,
             aborted: s.aborted,
+            outstanding: s.outstanding,
+            latency: s.latency.into(),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use bytesize::ByteSize;
+use port::LatencyHistogram;
 use serde::Serialize;
 
 use crate::control::{self, Counters, Reply, Request, SessionInfo, StatSample};
@@ -47,6 +48,13 @@ pub struct LuView {
     pub read_mib_s: f64,
     /// Write bandwidth over the interval, MiB/s.
     pub write_mib_s: f64,
+    /// Mean latency of the commands completed over the interval, µs (0: none completed).
+    pub avg_us: u64,
+    /// Approximate 99th-percentile latency over the interval, µs: the upper bound of its log2
+    /// bucket (0: none completed).
+    pub p99_us: u64,
+    /// Requests outstanding in the port at the second sample (queue depth).
+    pub qd: u64,
 }
 
 /// Per-LU views from two samples of the same server (`before` first).
@@ -62,6 +70,7 @@ pub fn views(before: &StatSample, after: &StatSample) -> Vec<LuView> {
                 .map(|l| l.counters)
                 .unwrap_or_default();
             let c = lu.counters;
+            let interval = LatencyHistogram::from(c.latency).since(&old.latency.into());
             out.push(LuView {
                 adapter: a.name.clone(),
                 state: a.state.clone(),
@@ -72,6 +81,9 @@ pub fn views(before: &StatSample, after: &StatSample) -> Vec<LuView> {
                 iops: rate(c.commands.saturating_sub(old.commands)),
                 read_mib_s: rate(c.bytes_read.saturating_sub(old.bytes_read)) / 1048576.0,
                 write_mib_s: rate(c.bytes_written.saturating_sub(old.bytes_written)) / 1048576.0,
+                avg_us: interval.mean_us(),
+                p99_us: interval.percentile_us(99.0),
+                qd: c.outstanding,
             });
         }
     }
@@ -80,7 +92,7 @@ pub fn views(before: &StatSample, after: &StatSample) -> Vec<LuView> {
 
 fn print_table(views: &[LuView]) {
     println!(
-        "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9}  EXPORTS",
+        "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9} {:>9} {:>9} {:>8} {:>8} {:>5}  EXPORTS",
         "ADAPTER",
         "STATE",
         "LU",
@@ -92,12 +104,15 @@ fn print_table(views: &[LuView]) {
         "ERRORS",
         "IOPS",
         "RD MiB/s",
-        "WR MiB/s"
+        "WR MiB/s",
+        "AVG us",
+        "P99 us",
+        "QD"
     );
     for v in views {
         let c = &v.counters;
         println!(
-            "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9.0} {:>9.1} {:>9.1}  {}",
+            "{:<12} {:<8} {:<8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>7} {:>9.0} {:>9.1} {:>9.1} {:>8} {:>8} {:>5}  {}",
             v.adapter,
             v.state,
             v.address,
@@ -110,13 +125,18 @@ fn print_table(views: &[LuView]) {
             v.iops,
             v.read_mib_s,
             v.write_mib_s,
+            v.avg_us,
+            v.p99_us,
+            v.qd,
             v.exports.join(", ")
         );
     }
 }
 
 /// `scsiport stat`: with `once`, one view over one interval; otherwise a view every interval
-/// until interrupted. `json`: one JSON array of [`LuView`] per view.
+/// until interrupted. `json`: one JSON array of [`LuView`] per view. Rates and latencies
+/// (`avg_us`, `p99_us`) cover the interval between the two samples; `qd` is the queue depth at
+/// the second one.
 pub fn stat(socket: &Path, once: bool, json: bool) -> Result<()> {
     let mut before = stat_sample(socket)?;
     loop {
@@ -263,6 +283,36 @@ mod tests {
         assert_eq!(v[0].iops, 100.0);
         assert_eq!(v[0].read_mib_s, 2.0);
         assert_eq!(v[0].counters.commands, 300);
+    }
+
+    #[test]
+    fn latency_and_queue_depth_come_from_the_interval() {
+        let mut before = sample(1_000_000_000, 100, 0);
+        let mut after = sample(2_000_000_000, 200, 0);
+        // Before: 100 slow commands (~1 ms). Over the interval: 98 at ~100 µs (bucket 6,
+        // [64, 128) µs) and 2 at ~10 ms (bucket 13, [8192, 16384) µs).
+        let b = &mut before.adapters[0].lus[0].counters;
+        b.latency.buckets[9] = 100;
+        b.latency.sum_us = 100_000;
+        b.latency.count = 100;
+        let a = &mut after.adapters[0].lus[0].counters;
+        a.latency.buckets[9] = 100;
+        a.latency.buckets[6] = 98;
+        a.latency.buckets[13] = 2;
+        a.latency.sum_us = 100_000 + 98 * 100 + 2 * 10_000;
+        a.latency.count = 200;
+        a.outstanding = 7;
+        let v = views(&before, &after);
+        assert_eq!(v[0].avg_us, (98 * 100 + 2 * 10_000) / 100);
+        assert_eq!(v[0].p99_us, 16_384);
+        assert_eq!(v[0].qd, 7);
+        // No earlier sample of the LU: the whole histogram counts.
+        let v = views(&sample(0, 0, 0), &after);
+        assert_eq!(v[0].p99_us, 1024, "rank 198 of 200 falls in [512, 1024) µs");
+        assert_eq!(v[0].avg_us, (100_000 + 98 * 100 + 2 * 10_000) / 200);
+        // Nothing completed in the interval: zeros, not the cumulative values.
+        let v = views(&after, &after);
+        assert_eq!((v[0].avg_us, v[0].p99_us, v[0].qd), (0, 0, 7));
     }
 
     #[test]

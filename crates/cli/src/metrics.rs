@@ -1,8 +1,9 @@
 //! The Prometheus endpoint (`[metrics]` in the configuration; off unless configured): plain
 //! HTTP/1.1 `GET /metrics` answered with the text exposition format, one connection per
 //! request. It exports what the control socket's `stat` reports ([`StatSample`]): the port's
-//! per-LU and per-adapter counters, labelled with adapter, LU address, target and LUN, plus the
-//! number of iSCSI sessions.
+//! per-LU and per-adapter counters, the outstanding-request gauges (`*_outstanding`) and the
+//! latency histograms (`*_latency_seconds`, whose buckets are the port's log2 µs buckets),
+//! labelled with adapter, LU address, target and LUN, plus the number of iSCSI sessions.
 //!
 //! Threads: the accept loop and each connection are tasks on the `serve` runtime; a scrape reads
 //! the port's relaxed atomic counters and the session table (one short lock) and takes no
@@ -18,7 +19,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use crate::control::{ControlState, Counters, StatSample};
+use crate::control::{ControlState, Counters, Latency, StatSample};
 
 /// Longest request head read (request line and headers).
 pub const MAX_REQUEST_HEAD: usize = 8192;
@@ -65,11 +66,45 @@ const COUNTERS: [CounterDef; 11] = [
     }),
 ];
 
+/// Writes the series of one histogram: cumulative `_bucket` lines (the upper bounds of the
+/// port's log2 µs buckets in seconds; the last, open-ended bucket only under `+Inf`), `_sum` in
+/// seconds and `_count`. `labels` is the label list without braces.
+fn histogram(out: &mut String, name: &str, labels: &str, l: &Latency) {
+    let mut cumulative = 0u64;
+    for (i, n) in l.buckets.iter().enumerate().take(l.buckets.len() - 1) {
+        cumulative += n;
+        let le = port::LatencyHistogram::bucket_upper_us(i) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+    }
+    // +Inf and _count from the buckets, so they agree even if a completion raced the read.
+    let total: u64 = l.buckets.iter().sum();
+    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {total}");
+    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", l.sum_us as f64 / 1e6);
+    let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
+}
+
 /// Escapes a label value (backslash, double quote, newline).
 fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// The labels of an LU's series (without braces): adapter, LU address, and the target and LUN
+/// of its first export (empty when it is not exported).
+fn lu_labels(adapter: &str, lu: &crate::control::LuSample) -> String {
+    let (target, lun) = lu
+        .exports
+        .first()
+        .and_then(|e| e.rsplit_once('/'))
+        .unwrap_or(("", ""));
+    format!(
+        "adapter=\"{}\",lu=\"{}\",target=\"{}\",lun=\"{}\"",
+        label(adapter),
+        label(&lu.address),
+        label(target),
+        label(lun)
+    )
 }
 
 /// Renders one sample in the Prometheus text format (version 0.0.4).
@@ -80,22 +115,40 @@ pub fn render(sample: &StatSample, sessions: usize) -> String {
         let _ = writeln!(out, "# TYPE scsiport_lu_{name} counter");
         for a in &sample.adapters {
             for lu in &a.lus {
-                // The first export names the LU's target and LUN; an unexported LU has none.
-                let (target, lun) = lu
-                    .exports
-                    .first()
-                    .and_then(|e| e.rsplit_once('/'))
-                    .unwrap_or(("", ""));
-                let _ = writeln!(
-                    out,
-                    "scsiport_lu_{name}{{adapter=\"{}\",lu=\"{}\",target=\"{}\",lun=\"{}\"}} {}",
-                    label(&a.name),
-                    label(&lu.address),
-                    label(target),
-                    label(lun),
-                    get(&lu.counters)
-                );
+                let labels = lu_labels(&a.name, lu);
+                let _ = writeln!(out, "scsiport_lu_{name}{{{labels}}} {}", get(&lu.counters));
             }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_lu_outstanding Requests submitted to the port and not yet completed."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_lu_outstanding gauge");
+    for a in &sample.adapters {
+        for lu in &a.lus {
+            let labels = lu_labels(&a.name, lu);
+            let _ = writeln!(
+                out,
+                "scsiport_lu_outstanding{{{labels}}} {}",
+                lu.counters.outstanding
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_lu_latency_seconds Submit-to-completion time of commands."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_lu_latency_seconds histogram");
+    for a in &sample.adapters {
+        for lu in &a.lus {
+            let labels = lu_labels(&a.name, lu);
+            histogram(
+                &mut out,
+                "scsiport_lu_latency_seconds",
+                &labels,
+                &lu.counters.latency,
+            );
         }
     }
     for (name, help, get) in COUNTERS {
@@ -109,6 +162,33 @@ pub fn render(sample: &StatSample, sessions: usize) -> String {
                 get(&a.totals)
             );
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_adapter_outstanding Requests submitted to the port and not yet completed."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_adapter_outstanding gauge");
+    for a in &sample.adapters {
+        let _ = writeln!(
+            out,
+            "scsiport_adapter_outstanding{{adapter=\"{}\"}} {}",
+            label(&a.name),
+            a.totals.outstanding
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_adapter_latency_seconds Submit-to-completion time of commands."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_adapter_latency_seconds histogram");
+    for a in &sample.adapters {
+        let labels = format!("adapter=\"{}\"", label(&a.name));
+        histogram(
+            &mut out,
+            "scsiport_adapter_latency_seconds",
+            &labels,
+            &a.totals.latency,
+        );
     }
     let _ = writeln!(
         out,
@@ -262,6 +342,19 @@ mod tests {
                     counters: Counters {
                         reads: 7,
                         bytes_read: 3584,
+                        outstanding: 4,
+                        latency: Latency {
+                            // 2 in [4, 8) µs, 1 in [1024, 2048) µs, 1 in the open last bucket.
+                            buckets: {
+                                let mut b = [0; port::LATENCY_BUCKETS];
+                                b[2] = 2;
+                                b[10] = 1;
+                                b[port::LATENCY_BUCKETS - 1] = 1;
+                                b
+                            },
+                            sum_us: 2_500_000,
+                            count: 4,
+                        },
                         ..Counters::default()
                     },
                 }],
@@ -281,5 +374,36 @@ mod tests {
         assert!(text.contains("scsiport_adapter_stopped{adapter=\"a\\\"0\"} 1\n"));
         assert!(text.contains("scsiport_iscsi_sessions 2\n"));
         assert!(text.contains("# TYPE scsiport_lu_writes_total counter\n"));
+        assert!(
+            text.contains(&format!("scsiport_lu_outstanding{lu} 4\n")),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE scsiport_lu_latency_seconds histogram\n"));
+        let labels = &lu[..lu.len() - 1];
+        let bucket =
+            |le: &str| format!("scsiport_lu_latency_seconds_bucket{labels},le=\"{le}\"}} ");
+        // Cumulative: bucket 1 ends at 4 µs (nothing yet), bucket 2 at 8 µs, bucket 10 at
+        // 2048 µs; the last bucket shows only under +Inf.
+        assert!(
+            text.contains(&format!("{}0\n", bucket("0.000004"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{}2\n", bucket("0.000008"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{}3\n", bucket("0.002048"))),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{}3\n", bucket("2147.483648"))),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{}4\n", bucket("+Inf"))), "{text}");
+        assert!(!text.contains(&bucket("4294.967296")), "{text}");
+        assert!(text.contains(&format!("scsiport_lu_latency_seconds_sum{lu} 2.5\n")));
+        assert!(text.contains(&format!("scsiport_lu_latency_seconds_count{lu} 4\n")));
+        assert!(text.contains("scsiport_adapter_latency_seconds_count{adapter=\"a\\\"0\"} 0\n"));
     }
 }

@@ -128,8 +128,9 @@ fn stat(socket: &Path) -> Value {
     lus[0].clone()
 }
 
-/// `GET /metrics` on loopback `port`: the value of each `scsiport_lu_*` series of LU 0:0:0
-/// of adapter a0, by metric name.
+/// `GET /metrics` on loopback `port`: the value of each integer `scsiport_lu_*` series of LU
+/// 0:0:0 of adapter a0, by metric name (histogram `_bucket` series carry an extra label and are
+/// not matched; `_seconds_sum` is fractional and left out).
 fn scrape(port: u16) -> std::collections::HashMap<String, u64> {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to metrics");
@@ -143,6 +144,9 @@ fn scrape(port: u16) -> std::collections::HashMap<String, u64> {
     text.lines()
         .filter_map(|l| {
             let (name, value) = l.strip_prefix("scsiport_lu_")?.split_once(&labels)?;
+            if name.ends_with("_seconds_sum") {
+                return None;
+            }
             Some((name.to_string(), value.parse().expect("a counter value")))
         })
         .collect()
@@ -226,6 +230,33 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     assert_eq!(delta("bytes_written"), WRITES * 4096);
     assert_eq!(delta("errors"), 0);
     assert_eq!(after["state"], "running");
+    // Every command is timed once, and nothing is outstanding once the initiator is idle.
+    let latency_count = |v: &Value| {
+        v["counters"]["latency"]["count"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no latency count in {v}"))
+    };
+    assert_eq!(
+        latency_count(&after) - latency_count(&before),
+        READS + WRITES
+    );
+    assert_eq!(
+        latency_count(&after),
+        counter(&after, "commands"),
+        "{after}"
+    );
+    let buckets: u64 = after["counters"]["latency"]["buckets"]
+        .as_array()
+        .expect("latency buckets")
+        .iter()
+        .map(|b| b.as_u64().expect("a bucket count"))
+        .sum();
+    assert_eq!(buckets, latency_count(&after));
+    assert_eq!(counter(&after, "outstanding"), 0, "{after}");
+    assert_eq!(after["qd"], 0, "{after}");
+    // Nothing ran during the view's own 1 s interval.
+    assert_eq!(after["avg_us"], 0, "{after}");
+    assert_eq!(after["p99_us"], 0, "{after}");
 
     // The metrics endpoint reports the same counts.
     let scraped = scrape(metrics_port);
@@ -236,6 +267,13 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     assert_eq!(mdelta("read_bytes_total"), READS * 8192);
     assert_eq!(mdelta("written_bytes_total"), WRITES * 4096);
     assert_eq!(mdelta("errors_total"), 0);
+    assert_eq!(
+        mdelta("latency_seconds_count"),
+        READS + WRITES,
+        "{scraped:?}"
+    );
+    assert_eq!(scraped["latency_seconds_count"], scraped["commands_total"]);
+    assert_eq!(scraped["outstanding"], 0, "{scraped:?}");
 
     // The table form names the LU and its export too.
     let table = scsiport(
@@ -245,6 +283,12 @@ fn stat_counts_match_the_commands_the_initiator_issued() {
     assert!(table.success(), "{table:?}");
     assert!(
         table.stdout.contains("a0") && table.stdout.contains(DEFAULT_IQN),
+        "{table:?}"
+    );
+    assert!(
+        ["AVG us", "P99 us", "QD"]
+            .iter()
+            .all(|h| table.stdout.contains(h)),
         "{table:?}"
     );
 
