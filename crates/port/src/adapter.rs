@@ -1413,15 +1413,15 @@ impl<M: Miniport> Runner<M> {
             self.lus[lu as usize].counters.completed();
         }
         if srb.function == SrbFunction::ExecuteScsi {
-            let ok = srb.srb_status.is_success();
+            let outcome = crate::stats::Outcome::of(srb.srb_status, srb.scsi_status);
             let bytes = srb.data_transfer_length as u64;
             let op = srb.cdb.opcode();
             let elapsed = submitted.elapsed();
-            sh.shared.counters.record_completion(op, ok, bytes);
+            sh.shared.counters.record_completion(op, outcome, bytes);
             sh.shared.counters.record_latency(elapsed);
             if let Some(lu) = lu {
                 let c = &self.lus[lu as usize].counters;
-                c.record_completion(op, ok, bytes);
+                c.record_completion(op, outcome, bytes);
                 c.record_latency(elapsed);
             }
         }

@@ -245,6 +245,6 @@ pub use srb::{
     scsi_status,
 };
 pub use stats::{
-    Counters, ERROR_LOG_DEPTH, ErrorCode, ErrorLogEntry, LATENCY_BUCKETS, LatencyHistogram,
-    PortCounters, Statistics,
+    Counters, ERROR_LOG_DEPTH, ErrorCode, ErrorKind, ErrorLogEntry, LATENCY_BUCKETS,
+    LatencyHistogram, PortCounters, Statistics,
 };

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::srb::Address;
+use crate::srb::{Address, SrbStatus, scsi_status};
 
 /// Error codes of `ScsiPortLogError` (`SP_*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +69,8 @@ pub struct Counters {
     pub(crate) busy: AtomicU64,
     pub(crate) flushed: AtomicU64,
     pub(crate) aborted: AtomicU64,
+    /// EXECUTE_SCSI failures by kind ([`ErrorKind`] order).
+    error_kinds: [AtomicU64; ErrorKind::COUNT],
     /// Requests accepted from submitters and not yet completed to them (a gauge).
     outstanding: AtomicU64,
     latency: LatencyCounters,
@@ -78,8 +80,68 @@ fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
+/// How an EXECUTE_SCSI request ended, for the counters: success, or the kind of failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Outcome(Option<ErrorKind>);
+
+impl Outcome {
+    /// Classifies a completion by its SrbStatus (flags ignored) and SCSI status.
+    pub(crate) fn of(status: SrbStatus, scsi: u8) -> Outcome {
+        Outcome(match status.status() {
+            SrbStatus::SUCCESS => None,
+            SrbStatus::ERROR if scsi == scsi_status::CHECK_CONDITION => {
+                Some(ErrorKind::CheckCondition)
+            }
+            SrbStatus::SELECTION_TIMEOUT => Some(ErrorKind::SelectionTimeout),
+            SrbStatus::BUS_RESET => Some(ErrorKind::BusReset),
+            SrbStatus::ABORTED => Some(ErrorKind::Aborted),
+            _ => Some(ErrorKind::Other),
+        })
+    }
+}
+
+/// The kinds of failed EXECUTE_SCSI completions counted apart ([`Statistics::error_kinds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// SRB_STATUS_ERROR with SCSI status CHECK CONDITION (sense data).
+    CheckCondition = 0,
+    /// SRB_STATUS_SELECTION_TIMEOUT: nothing answered at the address.
+    SelectionTimeout = 1,
+    /// SRB_STATUS_BUS_RESET: a reset took the request.
+    BusReset = 2,
+    /// SRB_STATUS_ABORTED: an abort took the request.
+    Aborted = 3,
+    /// Any other status (TIMEOUT, BUSY given up, REQUEST_FLUSHED, underrun, ...).
+    Other = 4,
+}
+
+impl ErrorKind {
+    /// Number of kinds.
+    pub const COUNT: usize = 5;
+    /// Every kind, in index order.
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
+        ErrorKind::CheckCondition,
+        ErrorKind::SelectionTimeout,
+        ErrorKind::BusReset,
+        ErrorKind::Aborted,
+        ErrorKind::Other,
+    ];
+    /// A short name (`check_condition`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ErrorKind::CheckCondition => "check_condition",
+            ErrorKind::SelectionTimeout => "selection_timeout",
+            ErrorKind::BusReset => "bus_reset",
+            ErrorKind::Aborted => "aborted",
+            ErrorKind::Other => "other",
+        }
+    }
+}
+
 impl Counters {
-    pub(crate) fn record_completion(&self, opcode: u8, ok: bool, bytes: u64) {
+    /// An EXECUTE_SCSI request completed (runner thread, `Runner::finish`).
+    pub(crate) fn record_completion(&self, opcode: u8, outcome: Outcome, bytes: u64) {
+        let ok = outcome.0.is_none();
         add(&self.commands, 1);
         match classify(opcode) {
             Some(true) => {
@@ -96,8 +158,9 @@ impl Counters {
             }
             None => {}
         }
-        if !ok {
+        if let Some(kind) = outcome.0 {
             add(&self.errors, 1);
+            add(&self.error_kinds[kind as usize], 1);
         }
     }
     pub(crate) fn timeout(&self) {
@@ -147,6 +210,7 @@ impl Counters {
             busy: r(&self.busy),
             flushed: r(&self.flushed),
             aborted: r(&self.aborted),
+            error_kinds: std::array::from_fn(|i| r(&self.error_kinds[i])),
         }
     }
 }
@@ -185,11 +249,21 @@ pub struct Statistics {
     pub flushed: u64,
     /// Requests completed as ABORTED.
     pub aborted: u64,
+    /// The `errors` by kind, indexed by [`ErrorKind`] (`error_kinds[ErrorKind::BusReset as
+    /// usize]`); they add up to `errors`.
+    pub error_kinds: [u64; ErrorKind::COUNT],
     /// Requests submitted to the port and not yet completed (queued in the port or held by
     /// the miniport) at the time of the snapshot: the queue depth seen by submitters.
     pub outstanding: u64,
     /// Submit-to-completion times of the EXECUTE_SCSI requests counted in `commands`.
     pub latency: LatencyHistogram,
+}
+
+impl Statistics {
+    /// The failed commands of one kind.
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.error_kinds[kind as usize]
+    }
 }
 
 /// Number of latency buckets: bucket `i` holds times in `[2^i, 2^(i+1))` µs (bucket 0 also
@@ -417,6 +491,34 @@ mod tests {
         assert_eq!(d.mean_us(), 10_000);
         assert_eq!(d.percentile_us(50.0), 16_384);
         assert_eq!(before.since(&h).count, 0);
+    }
+
+    #[test]
+    fn failures_are_counted_by_kind() {
+        let c = Counters::default();
+        let ok = Outcome::of(SrbStatus::SUCCESS.with(SrbStatus::AUTOSENSE_VALID), 0);
+        c.record_completion(0x28, ok, 512);
+        let cc = Outcome::of(
+            SrbStatus::ERROR.with(SrbStatus::AUTOSENSE_VALID),
+            scsi_status::CHECK_CONDITION,
+        );
+        c.record_completion(0x2A, cc, 512);
+        c.record_completion(0x00, Outcome::of(SrbStatus::SELECTION_TIMEOUT, 0), 0);
+        c.record_completion(0x00, Outcome::of(SrbStatus::BUS_RESET, 0), 0);
+        c.record_completion(0x00, Outcome::of(SrbStatus::ABORTED, 0), 0);
+        c.record_completion(0x00, Outcome::of(SrbStatus::TIMEOUT, 0), 0);
+        c.record_completion(0x00, Outcome::of(SrbStatus::ERROR, scsi_status::BUSY), 0);
+        let s = c.snapshot();
+        assert_eq!(s.commands, 7);
+        assert_eq!(s.errors, 6);
+        assert_eq!(s.bytes_read, 512);
+        assert_eq!(s.bytes_written, 0);
+        assert_eq!(s.errors_of(ErrorKind::CheckCondition), 1);
+        assert_eq!(s.errors_of(ErrorKind::SelectionTimeout), 1);
+        assert_eq!(s.errors_of(ErrorKind::BusReset), 1);
+        assert_eq!(s.errors_of(ErrorKind::Aborted), 1);
+        assert_eq!(s.errors_of(ErrorKind::Other), 2);
+        assert_eq!(s.error_kinds.iter().sum::<u64>(), s.errors);
     }
 
     #[test]
