@@ -124,6 +124,7 @@ pub fn exchange(
             guid,
             instance_index: instance,
             item_id: 0,
+            in_size: 0,
         };
         let mut done = exec(srb)?;
         match done.srb_status.status() {

@@ -339,6 +339,8 @@ pub(crate) struct AdapterShared<M: Miniport> {
     runner: Mutex<Runner<M>>,
     pub(crate) interrupt: Mutex<InterruptState<M>>,
     events: RwLock<Vec<Arc<dyn PortEventSink>>>,
+    /// WMI consumers, ordered requests and event routing (`crate::wmi::PortWmi`).
+    pub(crate) wmi: crate::wmi::PortWmi,
     pub(crate) lus: RwLock<Vec<LogicalUnitInfo>>,
     lu_counters: RwLock<HashMap<Address, Arc<Counters>>>,
     timer: Arc<TimerShared>,
@@ -503,6 +505,7 @@ impl<M: Miniport> AdapterShared<M> {
                 isr_blocked: true,
             }),
             events: RwLock::new(Vec::new()),
+            wmi: crate::wmi::PortWmi::default(),
             lus: RwLock::new(Vec::new()),
             lu_counters: RwLock::new(HashMap::new()),
             timer,

@@ -14,6 +14,7 @@ use crate::miniport::{
 };
 use crate::srb::{Address, DataDirection, Srb, SrbFlags, SrbFunction, SrbStatus};
 use crate::stats::{ErrorLogEntry, PortCounters, Statistics};
+use crate::wmi::{PortWmi, WmiBlock, WmiConsumer, WmiControl, WmiError, WmiEventSink};
 
 /// Where a submitter's completed requests go: registered once per submitter (an iSCSI
 /// connection, a class-driver queue), called for every request it submitted.
@@ -189,6 +190,7 @@ pub(crate) trait AdapterObject: Send + Sync {
     fn prepare_rescan(&self);
     fn units_changed(&self, added: &[Address], removed: &[Address]);
     fn emit(&self, event: PortEvent);
+    fn wmi(&self) -> &PortWmi;
     fn as_any(&self) -> &dyn Any;
 }
 
@@ -272,6 +274,9 @@ impl<M: Miniport> AdapterObject for AdapterShared<M> {
     fn emit(&self, event: PortEvent) {
         self.emit_events(&mut vec![event]);
     }
+    fn wmi(&self) -> &PortWmi {
+        &self.wmi
+    }
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -295,6 +300,10 @@ impl std::fmt::Debug for Adapter {
 impl Adapter {
     pub(crate) fn from_shared<M: Miniport>(s: Arc<AdapterShared<M>>) -> Self {
         Adapter { inner: s }
+    }
+
+    pub(crate) fn inner(&self) -> &dyn AdapterObject {
+        &*self.inner
     }
 
     /// Registers a completion sink and returns the submitter that uses it. Register once per
@@ -375,6 +384,111 @@ impl Adapter {
     /// Subscribes to resets, bus changes and WMI events.
     pub fn subscribe(&self, sink: Arc<dyn PortEventSink>) {
         self.inner.subscribe(sink)
+    }
+
+    /// The WMI data blocks of the adapter (the seed's REGINFO): the port's statistics blocks
+    /// ([`crate::wmi::blocks`]) first, then the miniport's if it is a WMI data provider.
+    /// Blocks until the miniport answers; not from a sink.
+    pub fn wmi_reg_info(&self) -> Result<Vec<WmiBlock>, WmiError> {
+        self.inner.wmi().reg_info(&*self.inner)
+    }
+
+    /// QUERY_ALL_DATA: every instance of block `guid`, in a buffer of `buffer_size` bytes.
+    /// Returns the bytes used, or [`WmiError::BufferTooSmall`] with the size needed (a retry
+    /// with that size succeeds if nothing changed). Event-only blocks answer
+    /// [`WmiError::EventOnly`]. Blocks; not from a sink.
+    pub fn wmi_query_all(&self, guid: &[u8; 16], buffer_size: u32) -> Result<Vec<u8>, WmiError> {
+        self.inner
+            .wmi()
+            .query(&*self.inner, guid, None, buffer_size)
+    }
+
+    /// QUERY_SINGLE_INSTANCE: instance `instance` of block `guid` (see
+    /// [`wmi_query_all`](Self::wmi_query_all)).
+    pub fn wmi_query_single(
+        &self,
+        guid: &[u8; 16],
+        instance: u32,
+        buffer_size: u32,
+    ) -> Result<Vec<u8>, WmiError> {
+        self.inner
+            .wmi()
+            .query(&*self.inner, guid, Some(instance), buffer_size)
+    }
+
+    /// CHANGE_SINGLE_INSTANCE: replaces instance `instance` of block `guid` with `data`.
+    /// The port's blocks answer [`WmiError::ReadOnly`]; a provider's read-only block
+    /// [`WmiError::Refused`]. Blocks; not from a sink.
+    pub fn wmi_set_block(
+        &self,
+        guid: &[u8; 16],
+        instance: u32,
+        data: &[u8],
+    ) -> Result<(), WmiError> {
+        self.inner
+            .wmi()
+            .set(&*self.inner, guid, instance, None, data)
+    }
+
+    /// CHANGE_SINGLE_ITEM: sets item `item_id` of instance `instance` of block `guid`.
+    pub fn wmi_set_item(
+        &self,
+        guid: &[u8; 16],
+        instance: u32,
+        item_id: u32,
+        data: &[u8],
+    ) -> Result<(), WmiError> {
+        self.inner
+            .wmi()
+            .set(&*self.inner, guid, instance, Some(item_id), data)
+    }
+
+    /// EXECUTE_METHOD: runs method `method_id` of instance `instance` of block `guid` with
+    /// `input`, allowing `buffer_size` bytes of output; returns the output, or
+    /// [`WmiError::BufferTooSmall`] with the output size needed (the provider checks before
+    /// acting, so the retry runs the method once). Blocks; not from a sink.
+    pub fn wmi_execute_method(
+        &self,
+        guid: &[u8; 16],
+        instance: u32,
+        method_id: u32,
+        input: &[u8],
+        buffer_size: u32,
+    ) -> Result<Vec<u8>, WmiError> {
+        self.inner
+            .wmi()
+            .execute(&*self.inner, guid, instance, method_id, input, buffer_size)
+    }
+
+    /// Opens a consumer of block `guid`'s events ([`WmiControl::Event`]) or collection
+    /// ([`WmiControl::DataBlock`]). The first consumer of a (GUID, control) makes the port send
+    /// ENABLE_EVENTS (miniport blocks) or ENABLE_COLLECTION (expensive miniport blocks only) and
+    /// fails if the provider refuses; the others only count. Dropping the last consumer sends
+    /// the DISABLE, once. Blocks; not from a sink.
+    pub fn wmi_enable(
+        &self,
+        guid: &[u8; 16],
+        control: WmiControl,
+    ) -> Result<WmiConsumer, WmiError> {
+        self.inner.wmi().enable(self, guid, control, None)
+    }
+
+    /// Like [`wmi_enable`](Self::wmi_enable) with [`WmiControl::Event`], and the miniport's
+    /// events of `guid` go to `sink` while the consumer lives (events of other GUIDs do not;
+    /// every event still reaches the [`PortEventSink`]s as [`PortEvent::Wmi`]).
+    pub fn wmi_subscribe(
+        &self,
+        guid: &[u8; 16],
+        sink: Arc<dyn WmiEventSink>,
+    ) -> Result<WmiConsumer, WmiError> {
+        self.inner
+            .wmi()
+            .enable(self, guid, WmiControl::Event, Some(sink))
+    }
+
+    /// How many consumers of (`guid`, `control`) are open.
+    pub fn wmi_consumers(&self, guid: &[u8; 16], control: WmiControl) -> u32 {
+        self.inner.wmi().consumers(*guid, control)
     }
 
     /// The logical units the last scan found, with their INQUIRY data.
@@ -585,6 +699,7 @@ fn initialize_model<M: Miniport>(
                 failure = Some(e);
             } else {
                 let shared = AdapterShared::new(miniport, config, options.clone(), line, hooks);
+                shared.subscribe(shared.wmi.event_router());
                 if shared.start() {
                     let adapter = Adapter::from_shared(shared);
                     if options.scan {

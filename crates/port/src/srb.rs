@@ -472,6 +472,9 @@ pub struct WmiRequest {
     pub instance_index: u32,
     /// Data item id or method id for SET_ITEM / EXECUTE_METHOD.
     pub item_id: u32,
+    /// EXECUTE_METHOD: bytes of method input at the start of the data buffer (`InBufferSize`;
+    /// the buffer's length is the output size allowed). 0 for the other requests.
+    pub in_size: u32,
 }
 
 /// The identity of an SRB slot generation: which slot and which use of it. Copy; used to read an

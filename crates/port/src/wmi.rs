@@ -5,6 +5,18 @@
 //! the GUID and instance, calls the matching routine and sets `SrbStatus` and
 //! `DataTransferLength` (the return size) — `ScsiPortWmiDispatchFunction` +
 //! `ScsiPortWmiPostProcess` in one call. The miniport then completes the request as usual.
+//!
+//! The port's side — merging the port's own statistics blocks ([`blocks`]) with the
+//! miniport's, routing each operation, counting consumers for enable/disable and delivering
+//! events to subscribers — is the `wmi_*` API of [`crate::Adapter`] (module `port_wmi`).
+
+pub mod blocks;
+mod port_wmi;
+
+pub(crate) use port_wmi::PortWmi;
+pub use port_wmi::{
+    WMI_MAX_BUFFER, WMI_WAIT, WmiBlock, WmiConsumer, WmiError, WmiEventSink, WmiSource,
+};
 
 use crate::srb::{Srb, SrbStatus};
 
@@ -54,7 +66,7 @@ pub struct WmiGuidRegInfo {
 }
 
 /// `SCSIWMI_ENABLE_DISABLE_CONTROL`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WmiControl {
     /// ScsiWmiEventControl: events of the block.
     Event,
@@ -128,7 +140,8 @@ pub trait WmiProvider {
         SrbStatus::ERROR
     }
 
-    /// `ExecuteWmiMethod`: `buffer[..in_size]` is the input; write the output into `buffer`.
+    /// `ExecuteWmiMethod`: `buffer[..in_size]` is the input (`WmiRequest::in_size`, at most
+    /// the buffer); write the output into `buffer` (its length is the output size allowed).
     /// Check the buffer is large enough *before* acting (the caller may retry with a larger one).
     fn execute_method(
         &mut self,
@@ -207,7 +220,7 @@ pub fn dispatch(provider: &mut dyn WmiProvider, srb: &mut Srb) {
                         index,
                         w.instance_index,
                         w.item_id,
-                        capacity as u32,
+                        w.in_size.min(capacity as u32),
                         buf,
                     ),
                     sub_function::ENABLE_EVENTS => WmiResult::status_only(

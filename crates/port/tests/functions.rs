@@ -178,6 +178,7 @@ fn wmi(sub: u8, len: u32, item: u32) -> Srb {
         guid: SCRIPT_WMI_GUID,
         instance_index: 0,
         item_id: item,
+        in_size: 0,
     };
     s
 }
@@ -218,6 +219,7 @@ fn wmi_requests_are_dispatched_to_the_provider() {
     assert_eq!(h.wait(1)[0].srb_status, SrbStatus::SUCCESS);
     let mut exec = wmi(sub_function::EXECUTE_METHOD, 3, 1);
     exec.data[..3].copy_from_slice(b"abc");
+    exec.wmi.in_size = 3;
     h.submit_srb(exec);
     let r = h.wait(1).remove(0);
     assert_eq!(&r.data[..3], b"cba");
