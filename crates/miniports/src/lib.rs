@@ -18,6 +18,7 @@
 pub mod file;
 pub mod null;
 pub mod ram;
+pub mod sim;
 
 use std::sync::Arc;
 
