@@ -24,8 +24,10 @@ pub const SIM_WMI_METHOD_INJECT: u32 = 1;
 /// [`SimFaultKind::ALL`]), u32 LE count, u8 sense key, u8 ASC, u8 ASCQ (the sense is used by
 /// `check_condition` only).
 pub const SIM_WMI_INJECT_INPUT_SIZE: usize = 11;
-/// Output of the inject method: u32 LE, the number of faults queued by this call.
-pub const SIM_WMI_INJECT_OUTPUT_SIZE: usize = 4;
+/// Output of the inject method: u32 LE faults queued by this call, u32 LE one-shot faults
+/// queued in all, then the counters block ([`SIM_COUNTERS_WMI_SIZE`] bytes). A smaller output
+/// buffer answers buffer-too-small with this size, before anything is injected.
+pub const SIM_WMI_INJECT_OUTPUT_SIZE: usize = 8 + SIM_COUNTERS_WMI_SIZE;
 /// Most faults one inject call may queue.
 pub const SIM_WMI_INJECT_MAX_COUNT: u32 = 4096;
 
@@ -132,13 +134,12 @@ impl WmiProvider for SimWmi {
             return WmiResult::status_only(SrbStatus::ERROR);
         }
         let in_size = (in_size as usize).min(buffer.len());
-        let needed = SIM_WMI_INJECT_INPUT_SIZE.max(SIM_WMI_INJECT_OUTPUT_SIZE);
-        if in_size < needed {
-            return WmiResult::too_small(needed as u32);
-        }
         let Some(input) = InjectInput::parse(&buffer[..in_size]) else {
-            return WmiResult::too_small(needed as u32);
+            return WmiResult::status_only(SrbStatus::INVALID_REQUEST);
         };
+        if buffer.len() < SIM_WMI_INJECT_OUTPUT_SIZE {
+            return WmiResult::too_small(SIM_WMI_INJECT_OUTPUT_SIZE as u32);
+        }
         let Some(kind) = SimFaultKind::from_index(input.kind as usize) else {
             return WmiResult::status_only(SrbStatus::INVALID_REQUEST);
         };
@@ -153,7 +154,11 @@ impl WmiProvider for SimWmi {
             }
             queued += 1;
         }
+        let total = self.hw.queued_faults() as u32;
         buffer[..4].copy_from_slice(&queued.to_le_bytes());
+        buffer[4..8].copy_from_slice(&total.to_le_bytes());
+        buffer[8..SIM_WMI_INJECT_OUTPUT_SIZE]
+            .copy_from_slice(&self.hw.counters.snapshot().to_wmi_bytes());
         WmiResult::ok(SIM_WMI_INJECT_OUTPUT_SIZE as u32)
     }
 }
