@@ -50,7 +50,12 @@
 //! (tests/no_alloc.rs proves the path submit -> start_io -> complete -> sink allocation-free).
 //! [`Adapter::execute_and_wait`] is the blocking convenience for tests, scans and management.
 //! Resets, bus changes and WMI events reach [`PortEventSink`]s registered with
-//! [`Adapter::subscribe`]; the device layer turns resets into unit attentions. Statistics:
+//! [`Adapter::subscribe`]; the device layer turns resets into unit attentions. WMI:
+//! [`Adapter::wmi_reg_info`], `wmi_query_all` / `wmi_query_single` / `wmi_set_block` /
+//! `wmi_set_item` / `wmi_execute_method` (buffer-too-small answers carry the size needed),
+//! consumer-counted [`Adapter::wmi_enable`] and per-GUID [`Adapter::wmi_subscribe`]; the port
+//! answers its own statistics blocks ([`wmi::blocks`]) and routes the rest to the miniport's
+//! [`wmi::WmiProvider`] (module [`wmi`]). Statistics:
 //! [`Adapter::statistics`], [`Adapter::lu_statistics`], [`Adapter::port_counters`],
 //! [`Adapter::error_log`]. Besides counters, [`Statistics`] carries the queue depth seen by
 //! submitters (`outstanding`: accepted and not yet completed, whether queued in the port or
