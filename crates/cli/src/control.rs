@@ -1,5 +1,6 @@
 //! The control socket: a Unix domain socket `serve` listens on for management commands
-//! (`scsiport stat`, `sessions`, `adapter stop|restart`, `wmi list|query`), and the client side
+//! (`scsiport stat`, `sessions`, `adapter stop|restart|reset`, `wmi list|query|set|exec`), and
+//! the client side
 //! those commands use. The same [`ControlState`] feeds the Prometheus endpoint
 //! ([`crate::metrics`]).
 //!
@@ -15,7 +16,8 @@
 //!
 //! Threads: the accept loop and the connections run as tasks on the `serve` tokio runtime;
 //! `adapter stop|restart` and `wmi`, which block until the port has finished, run on tokio's
-//! blocking pool; stop/restart hold that adapter's control mutex (one at a time per adapter). Statistics are read from the port's relaxed atomic counters without any lock.
+//! blocking pool; stop/restart/reset hold that adapter's control mutex (one at a time per
+//! adapter). Statistics are read from the port's relaxed atomic counters without any lock.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -33,8 +35,9 @@ use tokio::sync::Semaphore;
 
 use crate::config::Config;
 
-/// Longest request line the server reads, newline included.
-pub const MAX_REQUEST: usize = 4096;
+/// Longest request line the server reads, newline included (room for 32 KiB of WMI data in
+/// hex).
+pub const MAX_REQUEST: usize = 64 << 10;
 /// Longest reply line the client accepts.
 pub const MAX_REPLY: usize = 16 << 20;
 /// Connections served at once; more are answered with an error and closed.
@@ -62,7 +65,14 @@ pub enum Request {
         /// The adapter's name in the configuration.
         name: String,
     },
-    /// The WMI data blocks the adapter's miniport registers (IRP_MN_REGINFO).
+    /// A bus reset of every bus of the adapter (SRB_FUNCTION_RESET_BUS through the port):
+    /// requests in the miniport complete with BUS_RESET, the LUs report a unit attention.
+    AdapterReset {
+        /// The adapter's name in the configuration.
+        name: String,
+    },
+    /// The WMI data blocks of the adapter: the port's statistics blocks and the miniport's
+    /// (IRP_MN_REGINFO).
     WmiList {
         /// The adapter's name in the configuration.
         adapter: String,
@@ -71,11 +81,40 @@ pub enum Request {
     WmiQuery {
         /// The adapter's name in the configuration.
         adapter: String,
-        /// The block's GUID (see [`crate::wmi::format_guid`]).
+        /// The block's GUID or port block name (see [`crate::wmi::parse_guid`]).
         guid: String,
         /// One instance (IRP_MN_QUERY_SINGLE_INSTANCE); absent: all (QUERY_ALL_DATA).
         #[serde(default)]
         instance: Option<u32>,
+    },
+    /// Change one instance of a block (CHANGE_SINGLE_INSTANCE), or one item of it
+    /// (CHANGE_SINGLE_ITEM).
+    WmiSet {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID.
+        guid: String,
+        /// The instance.
+        instance: u32,
+        /// The item id (absent: the whole instance).
+        #[serde(default)]
+        item: Option<u32>,
+        /// The new data in hex.
+        hex: String,
+    },
+    /// Run a method of a block (EXECUTE_METHOD).
+    WmiExec {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID.
+        guid: String,
+        /// The instance.
+        instance: u32,
+        /// The method id.
+        method: u32,
+        /// The input in hex.
+        #[serde(default)]
+        hex: String,
     },
 }
 
@@ -89,10 +128,14 @@ pub enum Reply {
     Sessions(Vec<SessionInfo>),
     /// The answer to [`Request::WmiList`].
     WmiBlocks(Vec<crate::wmi::WmiBlock>),
-    /// The answer to [`Request::WmiQuery`]: the bytes the provider returned, in hex.
+    /// The answer to [`Request::WmiQuery`] and [`Request::WmiExec`]: the bytes returned, in
+    /// hex.
     WmiData {
         /// Lowercase hex, two digits per byte.
         hex: String,
+        /// The instances decoded, for the port's statistics blocks.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        statistics: Option<Vec<crate::wmi::StatisticsInstance>>,
     },
     /// A management operation finished.
     Done {
@@ -243,6 +286,14 @@ pub struct SessionInfo {
     pub portal_group_tag: u16,
     /// The I_T nexus id the SCSI layer knows the session by.
     pub nexus: u64,
+}
+
+/// A WMI operation, its GUID parsed and its data decoded.
+enum WmiCall {
+    List,
+    Query([u8; 16], Option<u32>),
+    Set([u8; 16], u32, Option<u32>, Vec<u8>),
+    Exec([u8; 16], u32, u32, Vec<u8>),
 }
 
 /// One adapter as the control socket sees it.
@@ -427,16 +478,90 @@ impl ControlState {
             Request::Sessions {} => Reply::Sessions(self.sessions()),
             Request::AdapterStop { name } => self.adapter_request(name, true).await,
             Request::AdapterRestart { name } => self.adapter_request(name, false).await,
-            Request::WmiList { adapter } => self.wmi_request(adapter, None, None).await,
+            Request::AdapterReset { name } => self.reset_request(name).await,
+            Request::WmiList { adapter } => self.wmi_request(adapter, WmiCall::List).await,
             Request::WmiQuery {
                 adapter,
                 guid,
                 instance,
             } => match crate::wmi::parse_guid(&guid) {
-                Ok(g) => self.wmi_request(adapter, Some(g), instance).await,
+                Ok(g) => self.wmi_request(adapter, WmiCall::Query(g, instance)).await,
+                Err(message) => Reply::Error { message },
+            },
+            Request::WmiSet {
+                adapter,
+                guid,
+                instance,
+                item,
+                hex,
+            } => match crate::wmi::parse_guid(&guid)
+                .and_then(|g| Ok((g, crate::wmi::parse_hex(&hex)?)))
+            {
+                Ok((g, data)) => {
+                    self.wmi_request(adapter, WmiCall::Set(g, instance, item, data))
+                        .await
+                }
+                Err(message) => Reply::Error { message },
+            },
+            Request::WmiExec {
+                adapter,
+                guid,
+                instance,
+                method,
+                hex,
+            } => match crate::wmi::parse_guid(&guid)
+                .and_then(|g| Ok((g, crate::wmi::parse_hex(&hex)?)))
+            {
+                Ok((g, input)) => {
+                    self.wmi_request(adapter, WmiCall::Exec(g, instance, method, input))
+                        .await
+                }
                 Err(message) => Reply::Error { message },
             },
         }
+    }
+
+    /// Resets every bus of adapter `index` (RESET_BUS through the port). Blocking pool only.
+    fn reset(&self, index: usize) -> Reply {
+        let e = &self.adapters[index];
+        let _serial = e.control.lock();
+        for path in 0..e.adapter.configuration().number_of_buses {
+            let srb = port::queue_request(port::SrbFunction::ResetBus, Address::new(path, 0, 0));
+            match e.adapter.execute_and_wait(srb) {
+                Ok(done) if done.srb_status.is_success() => {}
+                Ok(done) => {
+                    return Reply::Error {
+                        message: format!(
+                            "adapter {}: reset of bus {path} failed with SRB status {}",
+                            e.name,
+                            done.srb_status.name()
+                        ),
+                    };
+                }
+                Err(err) => {
+                    return Reply::Error {
+                        message: format!("adapter {}: reset of bus {path} failed: {err}", e.name),
+                    };
+                }
+            }
+        }
+        tracing::info!(adapter = %e.name, "bus reset through the control socket");
+        Reply::Done {
+            message: format!("adapter {} reset", e.name),
+        }
+    }
+
+    async fn reset_request(self: &Arc<Self>, name: String) -> Reply {
+        let index = match self.adapter_index(&name) {
+            Ok(i) => i,
+            Err(reply) => return reply,
+        };
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || me.reset(index))
+            .await
+            .unwrap_or_else(|e| Reply::Error {
+                message: format!("adapter reset failed: {e}"),
+            })
     }
 
     fn adapter_index(&self, name: &str) -> Result<usize, Reply> {
@@ -451,46 +576,39 @@ impl ControlState {
             })
     }
 
-    /// REGINFO (`guid` None) or a query of adapter `name`'s WMI provider, on the blocking pool.
-    async fn wmi_request(
-        self: &Arc<Self>,
-        name: String,
-        guid: Option<[u8; 16]>,
-        instance: Option<u32>,
-    ) -> Reply {
-        use crate::wmi::{WmiOp, decode_reginfo, exchange};
+    /// A WMI operation on adapter `name`, on the blocking pool.
+    async fn wmi_request(self: &Arc<Self>, name: String, call: WmiCall) -> Reply {
         let index = match self.adapter_index(&name) {
             Ok(i) => i,
             Err(reply) => return reply,
         };
         let me = self.clone();
-        let op = match (guid, instance) {
-            (None, _) => WmiOp::RegInfo,
-            (Some(g), None) => WmiOp::QueryAll(g),
-            (Some(g), Some(i)) => WmiOp::QuerySingle(g, i),
-        };
         tokio::task::spawn_blocking(move || {
             let e = &me.adapters[index];
-            // The port routes WMI through an LU queue; adapter requests use the first LU.
-            let Some((address, _)) = e.lus.first() else {
-                return Reply::Error {
-                    message: format!("adapter {}: no logical unit to address", e.name),
-                };
+            let a = &e.adapter;
+            let result = match call {
+                WmiCall::List => crate::wmi::list(a).map(Reply::WmiBlocks),
+                WmiCall::Query(g, instance) => {
+                    crate::wmi::query(a, &g, instance).map(|(data, statistics)| Reply::WmiData {
+                        hex: crate::wmi::to_hex(&data),
+                        statistics,
+                    })
+                }
+                WmiCall::Set(g, instance, item, data) => {
+                    crate::wmi::set(a, &g, instance, item, &data).map(|()| Reply::Done {
+                        message: format!("adapter {}: WMI block set", e.name),
+                    })
+                }
+                WmiCall::Exec(g, instance, method, input) => {
+                    crate::wmi::exec(a, &g, instance, method, &input).map(|out| Reply::WmiData {
+                        hex: crate::wmi::to_hex(&out),
+                        statistics: None,
+                    })
+                }
             };
-            let exec = |srb| {
-                e.adapter
-                    .execute_and_wait(srb)
-                    .map_err(|err| err.to_string())
-            };
-            match exchange(exec, *address, op) {
-                Ok(data) if op == WmiOp::RegInfo => Reply::WmiBlocks(decode_reginfo(&data)),
-                Ok(data) => Reply::WmiData {
-                    hex: data.iter().map(|b| format!("{b:02x}")).collect(),
-                },
-                Err(err) => Reply::Error {
-                    message: format!("adapter {}: WMI: {err}", e.name),
-                },
-            }
+            result.unwrap_or_else(|err| Reply::Error {
+                message: format!("adapter {}: WMI: {err}", e.name),
+            })
         })
         .await
         .unwrap_or_else(|e| Reply::Error {

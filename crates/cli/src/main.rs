@@ -81,8 +81,8 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Stop or restart an adapter of a running `serve`. While stopped, the port holds the
-    /// adapter's requests; they run after the restart.
+    /// Stop, restart or reset an adapter of a running `serve`. While stopped, the port holds
+    /// the adapter's requests; they run after the restart. Reset: a bus reset of every bus.
     Adapter {
         /// stop or restart.
         action: AdapterAction,
@@ -91,7 +91,8 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// WMI data blocks of an adapter's miniport: `list` them, or `query` one.
+    /// WMI data blocks of an adapter (the port's statistics blocks and the miniport's): `list`,
+    /// `query`, `set`, `exec`.
     Wmi {
         #[command(subcommand)]
         action: WmiAction,
@@ -155,6 +156,47 @@ enum WmiAction {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Print the port's statistics blocks as hex instead of decoding them.
+        #[arg(long)]
+        raw: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Change one instance of a block (or one item of it, --item).
+    Set {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID.
+        guid: String,
+        /// The instance index.
+        instance: u32,
+        /// The new data in hex (or --file).
+        #[arg(required_unless_present = "file")]
+        data: Option<String>,
+        /// Read the new data from this file instead.
+        #[arg(long, conflicts_with = "data")]
+        file: Option<PathBuf>,
+        /// Set this data item only (CHANGE_SINGLE_ITEM).
+        #[arg(long)]
+        item: Option<u32>,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Run a method of a block and print its output in hex.
+    Exec {
+        /// The adapter's name in the configuration.
+        adapter: String,
+        /// The block's GUID.
+        guid: String,
+        /// The instance index.
+        instance: u32,
+        /// The method id.
+        method: u32,
+        /// The method's input in hex (default: none).
+        input: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         socket: SocketArg,
     },
@@ -166,6 +208,8 @@ enum AdapterAction {
     Stop,
     /// ScsiRestartAdapter: restart and run the held requests.
     Restart,
+    /// RESET_BUS on every bus: requests in the miniport end with BUS_RESET.
+    Reset,
 }
 
 /// Maps a management command's outcome to an exit code (errors on stderr).
@@ -269,6 +313,74 @@ fn run_bench(args: BenchArgs) -> ExitCode {
     }
 }
 
+/// `scsiport wmi ...`: builds the control request and prints the reply.
+fn wmi_command(action: WmiAction) -> anyhow::Result<()> {
+    use control::Request;
+    let (request, json, raw, socket) = match action {
+        WmiAction::List {
+            adapter,
+            json,
+            socket,
+        } => (Request::WmiList { adapter }, json, false, socket),
+        WmiAction::Query {
+            adapter,
+            guid,
+            instance,
+            json,
+            raw,
+            socket,
+        } => (
+            Request::WmiQuery {
+                adapter,
+                guid,
+                instance,
+            },
+            json,
+            raw,
+            socket,
+        ),
+        WmiAction::Set {
+            adapter,
+            guid,
+            instance,
+            data,
+            file,
+            item,
+            socket,
+        } => {
+            let hex = manage::wmi_data(data, file.as_deref())?;
+            let request = Request::WmiSet {
+                adapter,
+                guid,
+                instance,
+                item,
+                hex,
+            };
+            (request, false, false, socket)
+        }
+        WmiAction::Exec {
+            adapter,
+            guid,
+            instance,
+            method,
+            input,
+            json,
+            socket,
+        } => {
+            let hex = manage::wmi_data(Some(input.unwrap_or_default()), None)?;
+            let request = Request::WmiExec {
+                adapter,
+                guid,
+                instance,
+                method,
+                hex,
+            };
+            (request, json, true, socket)
+        }
+    };
+    manage::wmi(&socket.path()?, request, json, raw)
+}
+
 fn load_config(path: &std::path::Path) -> Result<Config, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -289,40 +401,15 @@ fn main() -> ExitCode {
         Command::Sessions { json, socket } => {
             managed(socket.path().and_then(|p| manage::sessions(&p, json)))
         }
-        Command::Wmi { action } => {
-            let (request, json, socket) = match action {
-                WmiAction::List {
-                    adapter,
-                    json,
-                    socket,
-                } => (control::Request::WmiList { adapter }, json, socket),
-                WmiAction::Query {
-                    adapter,
-                    guid,
-                    instance,
-                    json,
-                    socket,
-                } => (
-                    control::Request::WmiQuery {
-                        adapter,
-                        guid,
-                        instance,
-                    },
-                    json,
-                    socket,
-                ),
-            };
-            managed(socket.path().and_then(|p| manage::wmi(&p, request, json)))
-        }
+        Command::Wmi { action } => managed(wmi_command(action)),
         Command::Adapter {
             action,
             name,
             socket,
-        } => managed(
-            socket
-                .path()
-                .and_then(|p| manage::adapter(&p, matches!(action, AdapterAction::Stop), &name)),
-        ),
+        } => managed(socket.path().and_then(|p| match action {
+            AdapterAction::Reset => manage::adapter_reset(&p, &name),
+            _ => manage::adapter(&p, matches!(action, AdapterAction::Stop), &name),
+        })),
         Command::Serve { config, listen } => {
             let config = match config.map(|p| load_config(&p)) {
                 None => Config::builtin_default(),

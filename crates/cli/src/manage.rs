@@ -196,7 +196,20 @@ pub fn adapter(socket: &Path, stop: bool, name: &str) -> Result<()> {
     } else {
         Request::AdapterRestart { name }
     };
-    match control::request(socket, &req, ADAPTER_TIMEOUT)? {
+    done(control::request(socket, &req, ADAPTER_TIMEOUT)?)
+}
+
+/// `scsiport adapter reset NAME`: a bus reset of every bus of the adapter.
+pub fn adapter_reset(socket: &Path, name: &str) -> Result<()> {
+    let req = Request::AdapterReset {
+        name: name.to_string(),
+    };
+    done(control::request(socket, &req, ADAPTER_TIMEOUT)?)
+}
+
+/// Prints a [`Reply::Done`]; anything else is an error.
+fn done(reply: Reply) -> Result<()> {
+    match reply {
         Reply::Done { message } => {
             println!("scsiport: {message}");
             Ok(())
@@ -206,8 +219,9 @@ pub fn adapter(socket: &Path, stop: bool, name: &str) -> Result<()> {
     }
 }
 
-/// `scsiport wmi list ADAPTER` and `scsiport wmi query ADAPTER GUID [--instance N]`.
-pub fn wmi(socket: &Path, request: Request, json: bool) -> Result<()> {
+/// `scsiport wmi list|query|set|exec ...`: sends `request` and prints the answer (`json`: as
+/// JSON; `raw`: the port's statistics blocks as hex, not decoded).
+pub fn wmi(socket: &Path, request: Request, json: bool, raw: bool) -> Result<()> {
     match control::request(socket, &request, ADAPTER_TIMEOUT)? {
         Reply::WmiBlocks(blocks) => {
             if json {
@@ -215,21 +229,35 @@ pub fn wmi(socket: &Path, request: Request, json: bool) -> Result<()> {
             } else if blocks.is_empty() {
                 println!("no WMI data blocks");
             } else {
-                println!("{:<36} {:>9}  FLAGS", "GUID", "INSTANCES");
+                println!(
+                    "{:<36} {:>9}  {:<8}  {:<18}  FLAGS",
+                    "GUID", "INSTANCES", "SOURCE", "NAME"
+                );
                 for b in &blocks {
                     println!(
-                        "{:<36} {:>9}  {}",
+                        "{:<36} {:>9}  {:<8}  {:<18}  {}",
                         b.guid,
                         b.instance_count,
+                        b.source,
+                        b.name,
                         b.flags.join(",")
                     );
                 }
             }
             Ok(())
         }
-        Reply::WmiData { hex } => {
+        Reply::WmiData { hex, statistics } => {
             if json {
-                println!("{}", serde_json::json!({ "hex": hex }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "hex": hex, "statistics": statistics })
+                );
+            } else if let (Some(instances), false) = (statistics, raw) {
+                for s in &instances {
+                    print_statistics(s);
+                }
+            } else if hex.is_empty() {
+                println!("(no data)");
             } else {
                 // 16 bytes per line with the offset.
                 for (i, chunk) in hex.as_bytes().chunks(32).enumerate() {
@@ -238,9 +266,76 @@ pub fn wmi(socket: &Path, request: Request, json: bool) -> Result<()> {
             }
             Ok(())
         }
-        Reply::Error { message } => bail!("{message}"),
-        other => bail!("unexpected reply {other:?}"),
+        other => done(other),
     }
+}
+
+/// Largest WMI data `set` and `exec` send (hex doubles it; the request line must fit in
+/// [`control::MAX_REQUEST`]).
+pub const MAX_WMI_DATA: u64 = 30 << 10;
+
+/// The data of `wmi set` / `wmi exec` as hex: `hex` as given (checked), or the bytes of `file`.
+pub fn wmi_data(hex: Option<String>, file: Option<&Path>) -> Result<String> {
+    let bytes = match (hex, file) {
+        (_, Some(f)) => {
+            let len = std::fs::metadata(f)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+                .len();
+            if len > MAX_WMI_DATA {
+                bail!(
+                    "{}: {len} bytes; at most {MAX_WMI_DATA} can be sent",
+                    f.display()
+                );
+            }
+            std::fs::read(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
+        }
+        (Some(h), None) => crate::wmi::parse_hex(&h).map_err(anyhow::Error::msg)?,
+        (None, None) => Vec::new(),
+    };
+    if bytes.len() as u64 > MAX_WMI_DATA {
+        bail!(
+            "{} bytes of data; at most {MAX_WMI_DATA} can be sent",
+            bytes.len()
+        );
+    }
+    Ok(crate::wmi::to_hex(&bytes))
+}
+
+/// One instance of a port statistics block, one field a line.
+fn print_statistics(s: &crate::wmi::StatisticsInstance) {
+    let k = &s.errors_by_kind;
+    let lat: LatencyHistogram = s.latency.into();
+    println!("{}:", s.instance);
+    for (name, v) in [
+        ("commands", s.commands),
+        ("reads", s.reads),
+        ("writes", s.writes),
+        ("bytes_read", s.bytes_read),
+        ("bytes_written", s.bytes_written),
+        ("errors", s.errors),
+        ("errors.check_condition", k.check_condition),
+        ("errors.selection_timeout", k.selection_timeout),
+        ("errors.bus_reset", k.bus_reset),
+        ("errors.aborted", k.aborted),
+        ("errors.other", k.other),
+        ("timeouts", s.timeouts),
+        ("resets", s.resets),
+        ("busy", s.busy),
+        ("queue_depth", s.queue_depth),
+        ("latency.count", lat.count),
+        ("latency.mean_us", lat.mean_us()),
+        ("latency.p99_us", lat.percentile_us(99.0)),
+    ] {
+        println!("  {name:<26} {v}");
+    }
+    let buckets: Vec<String> = lat
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| format!("<{}us:{n}", LatencyHistogram::bucket_upper_us(i)))
+        .collect();
+    println!("  {:<26} {}", "latency.histogram", buckets.join(" "));
 }
 
 #[cfg(test)]

@@ -1,28 +1,33 @@
-//! WMI through the control socket (`scsiport wmi list|query`): SRB_FUNCTION_WMI requests
-//! submitted to an adapter's miniport, with the buffer-too-small protocol of the seed (the
-//! provider answers DATA_OVERRUN with the size it needs; the request is sent again with a buffer
-//! of that size, up to [`MAX_WMI_BUFFER`]).
+//! WMI through the control socket (`scsiport wmi list|query|set|exec`): the port's WMI API
+//! ([`port::Adapter::wmi_reg_info`] and friends), which answers the port's own statistics blocks
+//! and routes the rest to the adapter's miniport. Queries and methods follow the seed's
+//! buffer-too-small protocol: the first buffer is [`INITIAL_BUFFER`] bytes; an answer "too small,
+//! N needed" is retried once more with N bytes, up to [`port::wmi::WMI_MAX_BUFFER`].
 //!
-//! Threads: [`exchange`] blocks until the port completes each request; the control socket runs
-//! it on tokio's blocking pool.
+//! Threads: every function here blocks until the port has answered; the control socket runs
+//! them on tokio's blocking pool.
 //!
 //! GUIDs are written as 32 hex digits in the 8-4-4-4-12 layout, the 16 bytes in the order the
-//! port carries them (no Windows mixed-endian swapping).
+//! port carries them (no Windows mixed-endian swapping). The port's blocks also have names:
+//! [`ADAPTER_STATISTICS_NAME`] and [`LU_STATISTICS_NAME`].
 
-use port::wmi::{
-    REGINFO_ENTRY_SIZE, WMIREG_FLAG_EVENT_ONLY_GUID, WMIREG_FLAG_EXPENSIVE, sub_function,
-};
-use port::{Address, DataDirection, Srb, SrbFunction, SrbStatus, WmiRequest};
+use port::wmi::blocks::{ADAPTER_STATISTICS_GUID, LU_STATISTICS_GUID, StatisticsBlock};
+use port::wmi::{WMI_MAX_BUFFER, WmiError, WmiSource};
+use port::{Adapter, ErrorKind};
 use serde::{Deserialize, Serialize};
 
-/// Largest buffer a WMI request is given, whatever size the provider asks for.
-pub const MAX_WMI_BUFFER: u32 = 1 << 20;
-/// The first buffer of a request.
-const INITIAL_BUFFER: u32 = 4096;
-/// Requests sent for one operation (the first and the retries with a larger buffer).
-const MAX_ATTEMPTS: usize = 3;
+use crate::control::Latency;
 
-/// One data block a provider registered (`SCSIWMIGUIDREGINFO`).
+/// The first buffer of a query or method.
+pub const INITIAL_BUFFER: u32 = 4096;
+/// Requests sent for one query (the first and the retries with a larger buffer).
+const MAX_ATTEMPTS: usize = 3;
+/// Name of [`ADAPTER_STATISTICS_GUID`].
+pub const ADAPTER_STATISTICS_NAME: &str = "adapter-statistics";
+/// Name of [`LU_STATISTICS_GUID`].
+pub const LU_STATISTICS_NAME: &str = "lu-statistics";
+
+/// One data block the adapter registers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WmiBlock {
     /// The block's GUID.
@@ -31,22 +36,93 @@ pub struct WmiBlock {
     pub instance_count: u32,
     /// `expensive`, `event-only`.
     pub flags: Vec<String>,
+    /// `port` (answered by the port from its statistics) or `miniport`.
+    #[serde(default)]
+    pub source: String,
+    /// The name of a port block (`adapter-statistics`, `lu-statistics`); empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
 }
 
-/// What to ask the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WmiOp {
-    /// IRP_MN_REGINFO: the blocks the provider offers.
-    RegInfo,
-    /// IRP_MN_QUERY_ALL_DATA of a block.
-    QueryAll([u8; 16]),
-    /// IRP_MN_QUERY_SINGLE_INSTANCE of a block.
-    QuerySingle([u8; 16], u32),
+/// Failed commands by kind (they add up to `errors`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorsByKind {
+    /// CHECK CONDITION.
+    pub check_condition: u64,
+    /// SELECTION_TIMEOUT.
+    pub selection_timeout: u64,
+    /// BUS_RESET.
+    pub bus_reset: u64,
+    /// ABORTED.
+    pub aborted: u64,
+    /// Any other status.
+    pub other: u64,
+}
+
+/// One instance of a port statistics block, decoded ([`StatisticsBlock`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatisticsInstance {
+    /// `adapter`, or the LU as `path:target:lun`.
+    pub instance: String,
+    /// Commands completed.
+    pub commands: u64,
+    /// READs among them.
+    pub reads: u64,
+    /// WRITEs among them.
+    pub writes: u64,
+    /// Bytes moved by successful reads.
+    pub bytes_read: u64,
+    /// Bytes moved by successful writes.
+    pub bytes_written: u64,
+    /// Commands completed with a status other than SUCCESS.
+    pub errors: u64,
+    /// `errors` by kind.
+    pub errors_by_kind: ErrorsByKind,
+    /// Requests that timed out.
+    pub timeouts: u64,
+    /// Bus, LU and adapter resets.
+    pub resets: u64,
+    /// BUSY / QUEUE FULL completions.
+    pub busy: u64,
+    /// Requests submitted and not yet completed (a gauge).
+    pub queue_depth: u64,
+    /// Submit-to-completion times.
+    pub latency: Latency,
+}
+
+impl From<&StatisticsBlock> for StatisticsInstance {
+    fn from(b: &StatisticsBlock) -> Self {
+        let s = &b.statistics;
+        StatisticsInstance {
+            instance: match b.address {
+                None => "adapter".to_string(),
+                Some(a) => format!("{}:{}:{}", a.path_id, a.target_id, a.lun),
+            },
+            commands: s.commands,
+            reads: s.reads,
+            writes: s.writes,
+            bytes_read: s.bytes_read,
+            bytes_written: s.bytes_written,
+            errors: s.errors,
+            errors_by_kind: ErrorsByKind {
+                check_condition: s.errors_of(ErrorKind::CheckCondition),
+                selection_timeout: s.errors_of(ErrorKind::SelectionTimeout),
+                bus_reset: s.errors_of(ErrorKind::BusReset),
+                aborted: s.errors_of(ErrorKind::Aborted),
+                other: s.errors_of(ErrorKind::Other),
+            },
+            timeouts: s.timeouts,
+            resets: s.resets,
+            busy: s.busy,
+            queue_depth: s.outstanding,
+            latency: s.latency.into(),
+        }
+    }
 }
 
 /// Formats a GUID's 16 bytes as 8-4-4-4-12 hex.
 pub fn format_guid(g: &[u8; 16]) -> String {
-    let h: String = g.iter().map(|b| format!("{b:02x}")).collect();
+    let h = to_hex(g);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -57,106 +133,138 @@ pub fn format_guid(g: &[u8; 16]) -> String {
     )
 }
 
-/// Parses 32 hex digits, with or without the dashes of [`format_guid`] and braces.
+/// Parses 32 hex digits, with or without the dashes of [`format_guid`] and braces, or the name
+/// of a port block.
 pub fn parse_guid(s: &str) -> Result<[u8; 16], String> {
-    let hex: Vec<u8> = s
-        .bytes()
-        .filter(|c| !matches!(c, b'-' | b'{' | b'}'))
+    match s {
+        ADAPTER_STATISTICS_NAME => return Ok(ADAPTER_STATISTICS_GUID),
+        LU_STATISTICS_NAME => return Ok(LU_STATISTICS_GUID),
+        _ => {}
+    }
+    let digits: String = s
+        .chars()
+        .filter(|c| !matches!(c, '-' | '{' | '}'))
         .collect();
-    if hex.len() != 32 || !hex.iter().all(u8::is_ascii_hexdigit) {
-        return Err(format!(
-            "{s:?} is not a GUID; expected 32 hex digits as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
-        ));
+    match from_hex(&digits)
+        .ok()
+        .and_then(|v| <[u8; 16]>::try_from(v).ok())
+    {
+        Some(g) => Ok(g),
+        None => Err(format!(
+            "{s:?} is not a GUID; expected 32 hex digits as xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx \
+             or {ADAPTER_STATISTICS_NAME} / {LU_STATISTICS_NAME}"
+        )),
     }
-    let mut g = [0u8; 16];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let text = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
-        g[i] = u8::from_str_radix(text, 16).map_err(|e| e.to_string())?;
-    }
-    Ok(g)
 }
 
-/// Decodes a REGINFO answer.
-pub fn decode_reginfo(data: &[u8]) -> Vec<WmiBlock> {
-    data.chunks_exact(REGINFO_ENTRY_SIZE)
-        .map(|e| {
-            let guid: [u8; 16] = e[..16].try_into().expect("entry size");
-            let instance_count = u32::from_le_bytes(e[16..20].try_into().expect("entry size"));
-            let raw = u32::from_le_bytes(e[20..24].try_into().expect("entry size"));
-            let mut flags = Vec::new();
-            if raw & WMIREG_FLAG_EXPENSIVE != 0 {
-                flags.push("expensive".to_string());
-            }
-            if raw & WMIREG_FLAG_EVENT_ONLY_GUID != 0 {
-                flags.push("event-only".to_string());
-            }
-            WmiBlock {
-                guid: format_guid(&guid),
-                instance_count,
-                flags,
-            }
+/// Parses hex data (whitespace allowed between digits); at most [`WMI_MAX_BUFFER`] bytes.
+pub fn parse_hex(s: &str) -> Result<Vec<u8>, String> {
+    let digits: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if digits.len() / 2 > WMI_MAX_BUFFER as usize {
+        return Err(format!("data longer than {WMI_MAX_BUFFER} bytes"));
+    }
+    from_hex(&digits).map_err(|e| format!("data is not hex: {e}"))
+}
+
+/// Lowercase hex, two digits per byte.
+pub fn to_hex(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(data.len() * 2);
+    for b in data {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Decodes an even number of hex digits.
+fn from_hex(digits: &str) -> Result<Vec<u8>, String> {
+    if !digits.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err("only hex digits are allowed".to_string());
+    }
+    if !digits.len().is_multiple_of(2) {
+        return Err("odd number of hex digits".to_string());
+    }
+    digits
+        .as_bytes()
+        .chunks(2)
+        .map(|p| {
+            std::str::from_utf8(p)
+                .ok()
+                .and_then(|t| u8::from_str_radix(t, 16).ok())
+                .ok_or_else(|| format!("{:?} is not a hex byte", String::from_utf8_lossy(p)))
         })
         .collect()
 }
 
-/// Runs `op` against the miniport at `address` through `exec` (submit and wait), retrying with
-/// the size the provider asks for when it answers DATA_OVERRUN. Returns the bytes returned.
-pub fn exchange(
-    mut exec: impl FnMut(Srb) -> Result<Srb, String>,
-    address: Address,
-    op: WmiOp,
-) -> Result<Vec<u8>, String> {
-    let (sub, guid, instance) = match op {
-        WmiOp::RegInfo => (sub_function::REGINFO, [0; 16], 0),
-        WmiOp::QueryAll(g) => (sub_function::QUERY_ALL_DATA, g, 0),
-        WmiOp::QuerySingle(g, i) => (sub_function::QUERY_SINGLE_INSTANCE, g, i),
-    };
+/// The name of a port block.
+fn block_name(g: &[u8; 16]) -> &'static str {
+    if *g == ADAPTER_STATISTICS_GUID {
+        ADAPTER_STATISTICS_NAME
+    } else if *g == LU_STATISTICS_GUID {
+        LU_STATISTICS_NAME
+    } else {
+        ""
+    }
+}
+
+/// A WMI error as the control socket words it.
+fn message(e: WmiError) -> String {
+    match e {
+        WmiError::Refused => "the provider refused the request (read-only block, unknown item \
+                              or method, or bad data)"
+            .to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The adapter's data blocks.
+pub fn list(adapter: &Adapter) -> Result<Vec<WmiBlock>, String> {
+    let blocks = adapter.wmi_reg_info().map_err(message)?;
+    Ok(blocks
+        .iter()
+        .map(|b| {
+            let mut flags = Vec::new();
+            if b.expensive() {
+                flags.push("expensive".to_string());
+            }
+            if b.event_only() {
+                flags.push("event-only".to_string());
+            }
+            WmiBlock {
+                guid: format_guid(&b.info.guid),
+                instance_count: b.info.instance_count,
+                flags,
+                source: match b.source {
+                    WmiSource::Port => "port",
+                    WmiSource::Miniport => "miniport",
+                }
+                .to_string(),
+                name: block_name(&b.info.guid).to_string(),
+            }
+        })
+        .collect())
+}
+
+/// Runs `op` with a buffer of [`INITIAL_BUFFER`] bytes, then with the size asked for.
+fn with_retry(mut op: impl FnMut(u32) -> Result<Vec<u8>, WmiError>) -> Result<Vec<u8>, String> {
     let mut size = INITIAL_BUFFER;
     for _ in 0..MAX_ATTEMPTS {
-        let mut srb = Srb::function(SrbFunction::Wmi, address).with_data(
-            vec![0; size as usize],
-            size,
-            DataDirection::In,
-        );
-        srb.wmi = WmiRequest {
-            sub_function: sub,
-            adapter_request: true,
-            guid,
-            instance_index: instance,
-            item_id: 0,
-            in_size: 0,
-        };
-        let mut done = exec(srb)?;
-        match done.srb_status.status() {
-            SrbStatus::SUCCESS => {
-                let n = (done.data_transfer_length as usize).min(done.data.len());
-                done.data.truncate(n);
-                return Ok(done.data);
-            }
-            SrbStatus::DATA_OVERRUN => {
-                let needed = done.data_transfer_length;
-                if needed <= size {
+        match op(size) {
+            Ok(data) => return Ok(data),
+            Err(WmiError::BufferTooSmall { needed }) if needed > size => {
+                if needed > WMI_MAX_BUFFER {
                     return Err(format!(
-                        "the provider answered buffer too small but asks for {needed} bytes, no more than the {size} given"
-                    ));
-                }
-                if needed > MAX_WMI_BUFFER {
-                    return Err(format!(
-                        "the provider asks for {needed} bytes; at most {MAX_WMI_BUFFER} are allowed"
+                        "the block needs {needed} bytes; at most {WMI_MAX_BUFFER} are allowed"
                     ));
                 }
                 size = needed;
             }
-            SrbStatus::INVALID_REQUEST => {
-                return Err("the adapter's miniport is not a WMI data provider".to_string());
+            Err(WmiError::BufferTooSmall { needed }) => {
+                return Err(format!(
+                    "the provider answered buffer too small but asks for {needed} bytes, no more than the {size} given"
+                ));
             }
-            SrbStatus::ERROR => {
-                return Err(
-                    "the provider refused the request (unknown GUID, instance or operation)"
-                        .to_string(),
-                );
-            }
-            other => return Err(format!("the WMI request failed with SRB status {other:?}")),
+            Err(e) => return Err(message(e)),
         }
     }
     Err(format!(
@@ -164,67 +272,60 @@ pub fn exchange(
     ))
 }
 
+/// All instances of a block (`instance` None) or one. For the port's statistics blocks, also
+/// the decoded instances.
+pub fn query(
+    adapter: &Adapter,
+    guid: &[u8; 16],
+    instance: Option<u32>,
+) -> Result<(Vec<u8>, Option<Vec<StatisticsInstance>>), String> {
+    let data = with_retry(|size| match instance {
+        None => adapter.wmi_query_all(guid, size),
+        Some(i) => adapter.wmi_query_single(guid, i, size),
+    })?;
+    let decoded = port::wmi::blocks::is_port_block(guid).then(|| {
+        StatisticsBlock::decode_all(&data)
+            .iter()
+            .map(StatisticsInstance::from)
+            .collect()
+    });
+    Ok((data, decoded))
+}
+
+/// Sets a whole instance (`item` None) or one item of it.
+pub fn set(
+    adapter: &Adapter,
+    guid: &[u8; 16],
+    instance: u32,
+    item: Option<u32>,
+    data: &[u8],
+) -> Result<(), String> {
+    match item {
+        None => adapter.wmi_set_block(guid, instance, data),
+        Some(id) => adapter.wmi_set_item(guid, instance, id, data),
+    }
+    .map_err(message)
+}
+
+/// Runs a method; returns its output.
+pub fn exec(
+    adapter: &Adapter,
+    guid: &[u8; 16],
+    instance: u32,
+    method: u32,
+    input: &[u8],
+) -> Result<Vec<u8>, String> {
+    with_retry(|size| adapter.wmi_execute_method(guid, instance, method, input, size))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use port::wmi::{WmiGuidRegInfo, WmiProvider, WmiResult, dispatch};
 
     const GUID: [u8; 16] = [
         0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
         0x01,
     ];
-
-    /// A provider with one block of `len` bytes per instance (2 instances), byte i = i.
-    struct Provider {
-        reg: [WmiGuidRegInfo; 1],
-        len: usize,
-    }
-
-    impl WmiProvider for Provider {
-        fn query_reg_info(&mut self) -> &[WmiGuidRegInfo] {
-            &self.reg
-        }
-        fn query_data_block(
-            &mut self,
-            _guid_index: usize,
-            instance_index: u32,
-            instance_count: u32,
-            buffer: &mut [u8],
-        ) -> WmiResult {
-            let needed = self.len * instance_count as usize;
-            if buffer.len() < needed {
-                return WmiResult::too_small(needed as u32);
-            }
-            for (i, b) in buffer[..needed].iter_mut().enumerate() {
-                *b = (i as u8).wrapping_add(instance_index as u8);
-            }
-            WmiResult::ok(needed as u32)
-        }
-    }
-
-    fn provider(len: usize) -> Provider {
-        Provider {
-            reg: [WmiGuidRegInfo {
-                guid: GUID,
-                instance_count: 2,
-                flags: WMIREG_FLAG_EXPENSIVE,
-            }],
-            len,
-        }
-    }
-
-    /// Dispatches each SRB to `p` as a miniport's start_io would; counts the requests.
-    fn run(p: &mut Provider, op: WmiOp, sent: &mut usize) -> Result<Vec<u8>, String> {
-        exchange(
-            |mut srb| {
-                *sent += 1;
-                dispatch(p, &mut srb);
-                Ok(srb)
-            },
-            Address::new(0, 0, 0),
-            op,
-        )
-    }
 
     #[test]
     fn guids_round_trip() {
@@ -237,49 +338,43 @@ mod tests {
         );
         assert!(parse_guid("1122").is_err());
         assert!(parse_guid(&s.replace('1', "g")).is_err());
-    }
-
-    #[test]
-    fn reginfo_lists_the_blocks() {
-        let mut sent = 0;
-        let data = run(&mut provider(8), WmiOp::RegInfo, &mut sent).unwrap();
-        assert_eq!(sent, 1);
-        let blocks = decode_reginfo(&data);
         assert_eq!(
-            blocks,
-            vec![WmiBlock {
-                guid: format_guid(&GUID),
-                instance_count: 2,
-                flags: vec!["expensive".into()],
-            }]
+            parse_guid(LU_STATISTICS_NAME).unwrap(),
+            port::wmi::blocks::LU_STATISTICS_GUID
+        );
+        assert_eq!(
+            parse_guid(&format_guid(&ADAPTER_STATISTICS_GUID)).unwrap(),
+            ADAPTER_STATISTICS_GUID
         );
     }
 
     #[test]
-    fn a_small_block_takes_one_request() {
-        let mut sent = 0;
-        let data = run(&mut provider(8), WmiOp::QuerySingle(GUID, 1), &mut sent).unwrap();
-        assert_eq!(sent, 1);
-        assert_eq!(data, (1..9).collect::<Vec<u8>>());
+    fn hex_data_parses() {
+        assert_eq!(parse_hex("00 ff\n10").unwrap(), vec![0, 0xff, 0x10]);
+        assert!(parse_hex("0").is_err());
+        assert!(parse_hex("zz").is_err());
+        assert!(parse_hex("+1").is_err());
+        assert_eq!(parse_hex("").unwrap(), Vec::<u8>::new());
     }
 
     #[test]
-    fn buffer_too_small_is_retried_with_the_size_needed() {
-        let mut sent = 0;
-        let data = run(&mut provider(6000), WmiOp::QueryAll(GUID), &mut sent).unwrap();
-        assert_eq!(sent, 2);
-        assert_eq!(data.len(), 12_000);
-    }
-
-    #[test]
-    fn oversized_answers_and_unknown_guids_are_errors() {
-        let mut sent = 0;
-        let e = run(&mut provider(2 << 20), WmiOp::QueryAll(GUID), &mut sent).unwrap_err();
+    fn the_retry_uses_the_size_needed_once() {
+        let mut sizes = Vec::new();
+        let r = with_retry(|size| {
+            sizes.push(size);
+            if size < 6000 {
+                Err(WmiError::BufferTooSmall { needed: 6000 })
+            } else {
+                Ok(vec![1; 6000])
+            }
+        });
+        assert_eq!(r.unwrap().len(), 6000);
+        assert_eq!(sizes, vec![INITIAL_BUFFER, 6000]);
+        let e = with_retry(|_| Err(WmiError::BufferTooSmall { needed: 2 << 20 })).unwrap_err();
         assert!(e.contains("at most"), "{e}");
-        assert_eq!(sent, 1);
-        let e = run(&mut provider(8), WmiOp::QueryAll([0; 16]), &mut sent).unwrap_err();
-        assert!(e.contains("refused"), "{e}");
-        let e = run(&mut provider(8), WmiOp::QuerySingle(GUID, 2), &mut sent).unwrap_err();
-        assert!(e.contains("refused"), "{e}");
+        let e = with_retry(|_| Err(WmiError::BufferTooSmall { needed: 10 })).unwrap_err();
+        assert!(e.contains("no more than"), "{e}");
+        let e = with_retry(|_| Err(WmiError::UnknownGuid)).unwrap_err();
+        assert!(e.contains("no WMI data block"), "{e}");
     }
 }
