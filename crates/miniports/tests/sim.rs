@@ -240,7 +240,10 @@ fn detected_bus_reset_completes_requests_with_bus_reset() {
     let w = a.execute_and_wait(write10(50, 1, 0x51)).unwrap();
     assert_eq!(w.srb_status.status(), SrbStatus::BUS_RESET);
     assert_eq!(injected(&c, SimFaultKind::BusResetDetected), 1);
-    assert!(events.0.lock().contains(&PortEvent::ResetDetected));
+    // Events are delivered after the batch's completions.
+    eventually("the ResetDetected event", || {
+        events.0.lock().contains(&PortEvent::ResetDetected)
+    });
     // Dropped before the transfer: the old data is still there.
     assert_eq!(read_fill(&a, 50), 0x50);
     // The retry goes through.
