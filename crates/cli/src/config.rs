@@ -12,8 +12,11 @@
 //!
 //! [[adapter]]
 //! name = "ram0"
-//! miniport = "ram"          # ram | file | null
+//! miniport = "ram"          # ram | file | null | sim
 //! model = "storport"        # storport | scsiport
+//! # [adapter.sim]           # sim only: timing and fault injection, all keys optional
+//! # interrupt_latency_us = 20
+//! # fault_rates = { busy = 1000, lost_interrupt = 100 }   # per million commands
 //! [[adapter.lu]]
 //! target = 0
 //! lun = 0
@@ -139,6 +142,9 @@ pub enum MiniportKind {
     File,
     /// Reads zeroes, discards writes: measures the stack's own overhead.
     Null,
+    /// A simulated host adapter over RAM LUs, with interrupts, system DMA and fault
+    /// injection (`[adapter.sim]`).
+    Sim,
 }
 
 /// Which I/O model the port runs the adapter under.
@@ -166,6 +172,113 @@ pub struct Adapter {
     /// Logical units behind the adapter.
     #[serde(default, rename = "lu")]
     pub lus: Vec<LogicalUnit>,
+    /// Settings of a `sim` adapter (`[adapter.sim]`); only with `miniport = "sim"`.
+    pub sim: Option<SimSettings>,
+}
+
+/// The `[adapter.sim]` table: timing and fault injection of a simulated adapter. Every key is
+/// optional; absent keys keep the simulator's defaults.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SimSettings {
+    /// Time from the hardware processing a command to its interrupt, in µs (at most 1 s).
+    pub interrupt_latency_us: Option<u64>,
+    /// How long a bus reset keeps the adapter busy, in ms (at most 10 s).
+    pub reset_time_ms: Option<u64>,
+    /// How long the bus reset after a slow-reset fault keeps it busy, in ms (at most 10 s).
+    pub slow_reset_time_ms: Option<u64>,
+    /// Faults per million commands by kind name (`lost_interrupt`, `late_completion`,
+    /// `spurious_interrupt`, `bus_reset_detected`, `selection_timeout`, `busy`,
+    /// `check_condition`, `hang_until_reset`, `slow_reset`); the sum at most 1000000.
+    #[serde(default)]
+    pub fault_rates: BTreeMap<String, u32>,
+    /// Seed of the fault draw.
+    pub seed: Option<u64>,
+    /// Sense key, ASC and ASCQ of rate-drawn CHECK CONDITION faults.
+    pub check_condition_sense: Option<[u8; 3]>,
+    /// Data transfers through the system-DMA path (default true).
+    pub system_dma: Option<bool>,
+    /// Defer interrupt work (CallEnableInterrupts) above this many pending completions.
+    pub defer_threshold: Option<u32>,
+    /// The port tick of this adapter in ms (1..=1000; default 1000): request timeouts and the
+    /// recovery ladder count in ticks, so a short tick recovers hangs quickly.
+    pub port_tick_ms: Option<u64>,
+}
+
+impl SimSettings {
+    /// The fault rates indexed like [`miniports::sim::SimFaultKind::ALL`] (names validated).
+    pub fn rates(&self) -> [u32; 9] {
+        let mut r = [0u32; 9];
+        for (name, &rate) in &self.fault_rates {
+            if let Some(k) = miniports::sim::SimFaultKind::from_name(name) {
+                r[k.index()] = rate;
+            }
+        }
+        r
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let max_ms = |k: &str, v: Option<u64>| match v {
+            Some(ms) if ms > 10_000 => Err(err(
+                format!("{key}.{k}"),
+                format!("{ms} is too long; at most 10000 ms"),
+            )),
+            _ => Ok(()),
+        };
+        max_ms("reset_time_ms", self.reset_time_ms)?;
+        max_ms("slow_reset_time_ms", self.slow_reset_time_ms)?;
+        if let Some(us) = self.interrupt_latency_us
+            && us > 1_000_000
+        {
+            return Err(err(
+                format!("{key}.interrupt_latency_us"),
+                format!("{us} is too long; at most 1000000 µs"),
+            ));
+        }
+        if let Some(t) = self.port_tick_ms
+            && !(1..=1000).contains(&t)
+        {
+            return Err(err(
+                format!("{key}.port_tick_ms"),
+                format!("{t} is out of range; valid: 1..=1000"),
+            ));
+        }
+        if let Some([k, _, _]) = self.check_condition_sense
+            && k > 0x0F
+        {
+            return Err(err(
+                format!("{key}.check_condition_sense"),
+                format!("sense key {k} is out of range; valid: 0..=15"),
+            ));
+        }
+        let mut total = 0u64;
+        for (name, &rate) in &self.fault_rates {
+            if miniports::sim::SimFaultKind::from_name(name).is_none() {
+                let valid: Vec<&str> = miniports::sim::SimFaultKind::ALL
+                    .iter()
+                    .map(|k| k.name())
+                    .collect();
+                return Err(err(
+                    format!("{key}.fault_rates.{name}"),
+                    format!("unknown fault kind; valid: {}", valid.join(", ")),
+                ));
+            }
+            if rate > 1_000_000 {
+                return Err(err(
+                    format!("{key}.fault_rates.{name}"),
+                    format!("{rate} is more than 1000000 per million"),
+                ));
+            }
+            total += u64::from(rate);
+        }
+        if total > 1_000_000 {
+            return Err(err(
+                format!("{key}.fault_rates"),
+                format!("the rates add up to {total}, more than 1000000 per million"),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One logical unit behind an adapter.
@@ -296,6 +409,7 @@ impl Config {
                     file: None,
                     serial: None,
                 }],
+                sim: None,
             }],
             targets: vec![Target {
                 iqn: DEFAULT_IQN.into(),
@@ -381,6 +495,16 @@ impl Config {
                     format!("{key}.lu"),
                     "an adapter needs at least one [[adapter.lu]]",
                 ));
+            }
+            match (&a.sim, a.miniport) {
+                (Some(sim), MiniportKind::Sim) => sim.validate(&format!("{key}.sim"))?,
+                (Some(_), _) => {
+                    return Err(err(
+                        format!("{key}.sim"),
+                        "only a sim adapter takes [adapter.sim]; use miniport = \"sim\"",
+                    ));
+                }
+                _ => {}
             }
             let mut addrs = BTreeSet::new();
             for (j, lu) in a.lus.iter().enumerate() {
@@ -518,7 +642,7 @@ fn validate_lu(key: &str, kind: MiniportKind, lu: &LogicalUnit) -> Result<(), Co
                 ));
             }
         }
-        MiniportKind::Ram | MiniportKind::Null => {
+        MiniportKind::Ram | MiniportKind::Null | MiniportKind::Sim => {
             if lu.file.is_some() {
                 return Err(err(
                     format!("{key}.file"),
@@ -750,6 +874,71 @@ adapter = "ram0"
             e.starts_with("adapter[0].lu[0].size: 5000 bytes is not a multiple"),
             "{e}"
         );
+    }
+
+    /// GOOD with its adapter turned into a sim adapter with `sim` as its `[adapter.sim]`.
+    fn sim_config(sim: &str) -> String {
+        GOOD.replace(
+            "miniport = \"ram\"\nmodel = \"scsiport\"",
+            &format!("miniport = \"sim\"\nmodel = \"scsiport\"\n[adapter.sim]\n{sim}"),
+        )
+    }
+
+    #[test]
+    fn sim_adapter_parses_with_rates() {
+        let c = Config::parse(&sim_config(
+            "interrupt_latency_us = 50\nseed = 7\nport_tick_ms = 50\n\
+             fault_rates = { busy = 1000, slow_reset = 20 }",
+        ))
+        .unwrap();
+        let a = &c.adapters[0];
+        assert_eq!(a.miniport, MiniportKind::Sim);
+        let sim = a.sim.as_ref().unwrap();
+        assert_eq!(sim.interrupt_latency_us, Some(50));
+        assert_eq!(sim.port_tick_ms, Some(50));
+        let rates = sim.rates();
+        assert_eq!(rates[miniports::sim::SimFaultKind::Busy.index()], 1000);
+        assert_eq!(rates[miniports::sim::SimFaultKind::SlowReset.index()], 20);
+        assert_eq!(rates.iter().sum::<u32>(), 1020);
+        // A sim adapter without the table is fine too.
+        let plain = GOOD.replace("miniport = \"ram\"", "miniport = \"sim\"");
+        assert_eq!(Config::parse(&plain).unwrap().adapters[0].sim, None);
+    }
+
+    #[test]
+    fn sim_keys_are_validated_by_name() {
+        let e = parse_err(&sim_config("fault_rates = { bussy = 10 }"));
+        assert!(
+            e.starts_with(
+                "adapter[0].sim.fault_rates.bussy: unknown fault kind; valid: lost_interrupt,"
+            ),
+            "{e}"
+        );
+        let e = parse_err(&sim_config(
+            "fault_rates = { busy = 600000, hang_until_reset = 600000 }",
+        ));
+        assert!(
+            e.starts_with("adapter[0].sim.fault_rates: the rates add up to 1200000"),
+            "{e}"
+        );
+        let e = parse_err(&sim_config("port_tick_ms = 0"));
+        assert!(
+            e.starts_with("adapter[0].sim.port_tick_ms: 0 is out of range"),
+            "{e}"
+        );
+        let e = parse_err(&sim_config("slow_reset_time_ms = 20000"));
+        assert!(
+            e.starts_with("adapter[0].sim.slow_reset_time_ms: 20000 is too long"),
+            "{e}"
+        );
+        let e = parse_err(&sim_config("interrupt_latency = 5"));
+        assert!(e.contains("unknown field `interrupt_latency`"), "{e}");
+        // [adapter.sim] on another miniport.
+        let e = parse_err(&GOOD.replace(
+            "model = \"scsiport\"",
+            "model = \"scsiport\"\n[adapter.sim]\nseed = 1",
+        ));
+        assert!(e.starts_with("adapter[0].sim: only a sim adapter"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use iscsi::config::{ChapConfig, ChapCredential, LunMapping, ServerConfig, Target
 use iscsi::service::LuHandle;
 use miniports::file::{FileAdapterConfig, FileLu, FileMiniport};
 use miniports::ram::RamMiniport;
+use miniports::sim::{SimAdapterConfig, SimControl, SimHwContext, SimMiniport};
 use miniports::{DiskAdapterConfig, DiskLu};
 use port::{Adapter, Address, PortOptions};
 
@@ -33,6 +34,44 @@ pub struct Stack {
     pub service: Arc<PortService>,
     /// The front end's configuration.
     pub server_config: ServerConfig,
+    /// The fault-injection handles of the `sim` adapters, by adapter name (configuration
+    /// order).
+    pub sim_controls: Vec<(String, SimControl)>,
+}
+
+/// The simulated adapter of `sim` adapter `a` over `lus`, and the port options it runs with.
+fn sim_adapter(a: &config::Adapter, lus: Vec<DiskLu>) -> (SimAdapterConfig, PortOptions) {
+    let mut hw = SimAdapterConfig::new(lus);
+    hw.maximum_transfer_length = MAXIMUM_TRANSFER_LENGTH;
+    let mut options = PortOptions::default();
+    if let Some(s) = &a.sim {
+        if let Some(us) = s.interrupt_latency_us {
+            hw.interrupt_latency = Duration::from_micros(us);
+        }
+        if let Some(ms) = s.reset_time_ms {
+            hw.reset_time = Duration::from_millis(ms);
+        }
+        if let Some(ms) = s.slow_reset_time_ms {
+            hw.slow_reset_time = Duration::from_millis(ms);
+        }
+        hw.fault_rates = s.rates();
+        if let Some(seed) = s.seed {
+            hw.seed = seed;
+        }
+        if let Some([key, asc, ascq]) = s.check_condition_sense {
+            hw.check_condition_sense = (key, asc, ascq);
+        }
+        if let Some(dma) = s.system_dma {
+            hw.system_dma = dma;
+        }
+        if let Some(t) = s.defer_threshold {
+            hw.defer_threshold = t;
+        }
+        if let Some(ms) = s.port_tick_ms {
+            options.tick = Some(Duration::from_millis(ms));
+        }
+    }
+    (hw, options)
 }
 
 /// A stable serial number for an LU without one in the configuration.
@@ -71,6 +110,7 @@ pub fn build(config: &Config) -> Result<Stack> {
     let mut adapters: Vec<Adapter> = Vec::new();
     let mut routes: Vec<LuRoute> = Vec::new();
     let mut adapter_index = std::collections::BTreeMap::new();
+    let mut sim_controls = Vec::new();
     for (i, a) in config.adapters.iter().enumerate() {
         let mut lus = Vec::new();
         let mut file_lus = Vec::new();
@@ -114,6 +154,15 @@ pub fn build(config: &Config) -> Result<Stack> {
                     IoModel::Storport => {
                         port::initialize_storport::<FileMiniport>(hw, PortOptions::default())
                     }
+                }
+            }
+            MiniportKind::Sim => {
+                let (hw, options) = sim_adapter(a, lus.clone());
+                sim_controls.push((a.name.clone(), hw.control()));
+                let hw = SimHwContext::single(hw);
+                match a.model {
+                    IoModel::Scsiport => port::initialize::<SimMiniport>(hw, options),
+                    IoModel::Storport => port::initialize_storport::<SimMiniport>(hw, options),
                 }
             }
             MiniportKind::Ram | MiniportKind::Null => {
@@ -191,6 +240,7 @@ pub fn build(config: &Config) -> Result<Stack> {
     Ok(Stack {
         service: Arc::new(PortService::new(adapters, routes)),
         server_config,
+        sim_controls,
     })
 }
 
@@ -199,6 +249,13 @@ pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
     let portals: Vec<SocketAddr> =
         listen.unwrap_or_else(|| config.portals.iter().map(|p| p.listen).collect());
     let stack = build(&config)?;
+    let sim_controls = stack.sim_controls.clone();
+    for (name, c) in &sim_controls {
+        println!(
+            "scsiport: sim adapter {name}: {}",
+            describe_counts(&c.rates().map(u64::from))
+        );
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("scsiport-net")
@@ -269,8 +326,32 @@ pub fn run(config: Config, listen: Option<Vec<SocketAddr>>) -> Result<()> {
             eprintln!("scsiport: adapter shutdown: {e}");
         }
     }
+    for (name, c) in &sim_controls {
+        let k = c.counters();
+        println!(
+            "scsiport: sim adapter {name}: {} commands, {} resets, faults injected: {}",
+            k.commands,
+            k.resets,
+            describe_counts(&k.injected)
+        );
+    }
     println!("scsiport: stopped");
     Ok(())
+}
+
+/// `name=value` for each non-zero entry (indexed like `SimFaultKind::ALL`), or "none".
+fn describe_counts(values: &[u64; 9]) -> String {
+    let parts: Vec<String> = miniports::sim::SimFaultKind::ALL
+        .iter()
+        .zip(values)
+        .filter(|(_, v)| **v != 0)
+        .map(|(k, v)| format!("{}={v}", k.name()))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(" ")
+    }
 }
 
 async fn wait_for_signal() {
@@ -285,5 +366,80 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use port::{DataDirection, Srb, SrbFlags, SrbStatus};
+
+    use super::*;
+
+    const SIM: &str = r#"
+[[portal]]
+listen = "127.0.0.1:3260"
+
+[[adapter]]
+name = "sim0"
+miniport = "sim"
+model = "scsiport"
+[adapter.sim]
+interrupt_latency_us = 10
+port_tick_ms = 20
+fault_rates = { busy = 5 }
+[[adapter.lu]]
+size = "4 MiB"
+
+[[target]]
+iqn = "iqn.2026-11.dev.scsiport:sim0"
+[[target.lun]]
+lun = 0
+adapter = "sim0"
+"#;
+
+    fn execute(a: &Adapter, cdb: &[u8], data: Vec<u8>, dir: DataDirection) -> Srb {
+        let len = data.len() as u32;
+        let mut srb = Srb::execute_scsi(Address::new(0, 0, 0), cdb)
+            .unwrap()
+            .with_data(data, len, dir);
+        srb.flags.insert(SrbFlags::NO_QUEUE_FREEZE);
+        a.execute_and_wait(srb).unwrap()
+    }
+
+    #[test]
+    fn sim_adapter_is_built_with_its_settings_and_control() {
+        let config = Config::parse(SIM).unwrap();
+        let stack = build(&config).unwrap();
+        assert_eq!(stack.sim_controls.len(), 1);
+        let (name, control) = &stack.sim_controls[0];
+        assert_eq!(name, "sim0");
+        let busy = miniports::sim::SimFaultKind::Busy;
+        assert_eq!(control.rates()[busy.index()], 5);
+        let a = stack.service.adapters().next().unwrap().clone();
+        assert_eq!(a.options().tick, Some(Duration::from_millis(20)));
+        assert!(!a.is_storport());
+        // Clear the power-on unit attention, then a CHECK CONDITION injected at run time.
+        let _ = execute(&a, &[0; 6], Vec::new(), DataDirection::None);
+        control.inject(miniports::sim::SimFault::CheckCondition {
+            sense_key: 0x04,
+            asc: 0x44,
+            ascq: 0,
+        });
+        let w = execute(
+            &a,
+            &[0x2A, 0, 0, 0, 0, 1, 0, 0, 1, 0],
+            vec![7; 512],
+            DataDirection::Out,
+        );
+        assert_eq!(w.srb_status.status(), SrbStatus::ERROR);
+        assert_eq!(w.sense()[2] & 0x0F, 0x04);
+        let k = control.counters();
+        assert_eq!(
+            k.injected[miniports::sim::SimFaultKind::CheckCondition.index()],
+            1
+        );
+        assert!(k.commands >= 1);
+        assert_eq!(describe_counts(&[0, 0, 0, 0, 0, 3, 0, 0, 0]), "busy=3");
+        a.shutdown().unwrap();
     }
 }
