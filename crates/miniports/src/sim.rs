@@ -54,8 +54,10 @@
 //! - Late completion: the abort answers ABORT_FAILED (too late to abort), the port escalates to
 //!   a LU reset, which completes the request with BUS_RESET; the held completion then arrives
 //!   and the port drops it.
-//! - Hang (and slow reset): abort and LU reset get no answer; the port's ladder reaches
-//!   `reset_bus`, which ends the hang (after `slow_reset_time` for a slow reset).
+//! - Hang (and slow reset): the adapter does not acknowledge abort or LU reset, so they fail at
+//!   once (ABORT_FAILED, ERROR) and the port's ladder goes straight on to `reset_bus`, which
+//!   ends the hang (and keeps the adapter busy for `slow_reset_time` after a slow reset). A hang
+//!   costs the request's TimeOutValue in port ticks plus the reset hold-off.
 //!
 //! Use a short port tick ([`port::PortOptions::tick`]) and small request timeouts to make the
 //! timeout-driven recoveries fast.
@@ -276,14 +278,6 @@ struct Outstanding {
     address: Address,
 }
 
-/// An ABORT / LU reset / target reset the hung hardware did not answer.
-#[derive(Debug)]
-struct PendingTm {
-    /// Held until a bus reset completes the request through the port.
-    _srb: SrbRef,
-    address: Address,
-}
-
 /// The device extension of a simulated adapter. Every routine runs under the adapter's
 /// interrupt lock (`&mut self`); the hardware has its own lock, taken inside.
 pub struct SimMiniport {
@@ -293,8 +287,6 @@ pub struct SimMiniport {
     outstanding: HashMap<u64, Outstanding>,
     /// Tags of requests waiting for `dma_started`.
     dma_pending: VecDeque<u64>,
-    /// Task management the hung hardware has not answered (completed by the bus reset).
-    pending_tm: Vec<PendingTm>,
     /// Handles of requests the port has taken back whose completion the hardware will still
     /// deliver (late completions): given to the port when it arrives.
     zombies: HashMap<u64, SrbRef>,
@@ -484,11 +476,10 @@ impl SimMiniport {
         }
         self.dma_pending
             .retain(|t| self.outstanding.contains_key(t));
-        self.pending_tm.retain(|p| !filter.matches(p.address));
     }
 
     /// ABORT_COMMAND for `target`: the status of the abort, or `None` if the hung hardware did
-    /// not answer.
+    /// not acknowledge it.
     fn abort(
         &mut self,
         port: &mut PortContext<'_, Self>,
@@ -540,7 +531,7 @@ impl SimMiniport {
         }
     }
 
-    /// LU or target reset; `None` if the hung hardware did not answer.
+    /// LU or target reset; `None` if the hung hardware did not acknowledge it.
     fn reset_lus(
         &mut self,
         port: &mut PortContext<'_, Self>,
@@ -571,7 +562,6 @@ impl SimMiniport {
     fn forget_all(&mut self) {
         self.outstanding.clear();
         self.dma_pending.clear();
-        self.pending_tm.clear();
         self.zombies.clear();
     }
 }
@@ -631,7 +621,6 @@ impl Miniport for SimMiniport {
             lus: a.lus,
             outstanding: HashMap::new(),
             dma_pending: VecDeque::new(),
-            pending_tm: Vec::new(),
             zombies: HashMap::new(),
             next_tag: 0,
             system_dma: a.system_dma,
@@ -673,11 +662,8 @@ impl Miniport for SimMiniport {
             }
             SrbFunction::AbortCommand => match self.abort(port, target) {
                 Some(s) => s,
-                None => {
-                    self.pending_tm.push(PendingTm { _srb: r, address });
-                    next(port, tagged, address);
-                    return true;
-                }
+                // The hung adapter does not acknowledge the abort.
+                None => SrbStatus::ABORT_FAILED,
             },
             SrbFunction::ResetLogicalUnit | SrbFunction::ResetDevice => {
                 let (filter, kind) = if function == SrbFunction::ResetLogicalUnit {
@@ -699,11 +685,8 @@ impl Miniport for SimMiniport {
                         next(port, tagged, address);
                         return true;
                     }
-                    None => {
-                        self.pending_tm.push(PendingTm { _srb: r, address });
-                        next(port, tagged, address);
-                        return true;
-                    }
+                    // The hung adapter does not acknowledge the reset.
+                    None => SrbStatus::ERROR,
                 }
             }
             SrbFunction::Flush | SrbFunction::Shutdown => self.flush_all(),

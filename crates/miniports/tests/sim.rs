@@ -301,12 +301,13 @@ fn hang_is_ended_by_the_ladders_bus_reset() {
         let resets = c.counters().resets;
         c.inject(SimFault::HangUntilReset);
         let w = a.execute_and_wait(write10(70, 1, 0x71)).unwrap();
-        // Abort and LU reset got no answer; the bus reset took the request back.
+        // Abort and LU reset were not acknowledged; the bus reset took the request back.
         assert_eq!(w.srb_status.status(), SrbStatus::BUS_RESET);
         assert!(!c.is_hung());
         let k = c.counters();
         assert_eq!(k.injected[SimFaultKind::HangUntilReset.index()], 1);
         assert!(k.resets > resets, "{k:?}");
+        assert!(k.aborts >= 1 && k.lu_resets == 0, "{k:?}");
         until_ok(&a, write10(70, 1, 0x72));
         assert_eq!(read_fill(&a, 70), 0x72);
         a.shutdown().unwrap();

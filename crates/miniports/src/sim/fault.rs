@@ -29,8 +29,9 @@ pub enum SimFaultKind {
     Busy,
     /// Before the transfer: CHECK CONDITION with the given sense (autosense).
     CheckCondition,
-    /// Before the transfer: the adapter stops answering (no command, abort or LU reset is
-    /// processed) until the port resets a bus (`reset_bus`).
+    /// Before the transfer: the adapter stops answering until the port resets a bus
+    /// (`reset_bus`): no command is processed, and aborts and LU resets are not acknowledged
+    /// (they fail at once, so the port's recovery ladder goes straight on to the bus reset).
     HangUntilReset,
     /// Like [`HangUntilReset`](Self::HangUntilReset), and the bus reset that ends the hang
     /// takes [`SimAdapterConfig::slow_reset_time`](super::SimAdapterConfig::slow_reset_time)
