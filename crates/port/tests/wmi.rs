@@ -547,6 +547,21 @@ fn a_refused_enable_leaves_no_consumer() {
 }
 
 #[test]
+fn a_consumer_outliving_the_adapter_closes_without_a_provider_call() {
+    let (hw, a) = wmi_adapter();
+    let c = a.wmi_enable(&G_DATA, WmiControl::Event).unwrap();
+    a.shutdown().unwrap();
+    // The DISABLE completes with NO_HBA at once: counted down, nothing reaches the provider.
+    assert_eq!(c.close(), Err(WmiError::Failed(SrbStatus::NO_HBA)));
+    assert_eq!(a.wmi_consumers(&G_DATA, WmiControl::Event), 0);
+    assert_eq!(hw.controls_of(0, WmiControl::Event), vec![true]);
+    assert_eq!(
+        a.wmi_reg_info().map(|r| r.len()),
+        Err(WmiError::Failed(SrbStatus::NO_HBA))
+    );
+}
+
+#[test]
 fn concurrent_consumers_keep_enable_and_disable_alternating() {
     let (hw, a) = wmi_adapter();
     std::thread::scope(|s| {

@@ -179,12 +179,14 @@ impl Drop for WmiConsumer {
         }
         let a = &self.adapter;
         let wait = !in_deferred_stage();
-        if let Err(e) = a
+        match a
             .inner()
             .wmi()
             .release(a.inner(), self.guid, self.control, self.id, wait)
         {
-            tracing::warn!(error = %e, control = ?self.control, "WMI disable failed");
+            // The adapter is shut down: nothing left to disable.
+            Ok(()) | Err(WmiError::Failed(SrbStatus::NO_HBA)) => {}
+            Err(e) => tracing::warn!(error = %e, control = ?self.control, "WMI disable failed"),
         }
     }
 }
