@@ -1,5 +1,6 @@
 //! `scsiport wmi list|query|set|exec` and `scsiport adapter reset` against a running
-//! `scsiport serve` (RAM miniport, no WMI provider of its own: the port's statistics blocks),
+//! `scsiport serve` (RAM miniport, no WMI provider of its own: the port's statistics blocks;
+//! and the sim miniport, a provider with a counters block and a fault-injection method),
 //! driven by the iscsi crate's deterministic test initiator. Every wait is bounded; the server is
 //! killed by its guard.
 
@@ -77,14 +78,22 @@ fn json(socket: &Path, args: &[&str]) -> Value {
     serde_json::from_str(out.stdout.trim()).expect("JSON output")
 }
 
-/// `wmi query a0 lu-statistics --json`: the decoded instance of LU `lu`.
-fn lu_stats(socket: &Path, lu: &str) -> Value {
-    let v = json(socket, &["wmi", "query", "a0", "lu-statistics", "--json"]);
+/// `wmi query ADAPTER lu-statistics --json`: the decoded instance of LU `lu`.
+fn lu_stats_of(socket: &Path, adapter: &str, lu: &str) -> Value {
+    let v = json(
+        socket,
+        &["wmi", "query", adapter, "lu-statistics", "--json"],
+    );
     let list = v["statistics"].as_array().expect("decoded statistics");
     list.iter()
         .find(|s| s["instance"] == lu)
         .unwrap_or_else(|| panic!("no instance {lu} in {v}"))
         .clone()
+}
+
+/// [`lu_stats_of`] adapter `a0`.
+fn lu_stats(socket: &Path, lu: &str) -> Value {
+    lu_stats_of(socket, "a0", lu)
 }
 
 fn n(v: &Value, field: &str) -> u64 {
@@ -279,4 +288,117 @@ fn adapter_reset_resets_the_bus_and_initiators_see_a_unit_attention() {
     assert_eq!(r.status, 0);
     let out = scsiport(&socket, &["adapter", "reset", "nope"]);
     assert!(!out.success());
+}
+
+/// The sim miniport's WMI blocks (crates/miniports/src/sim/wmi.rs).
+const SIM_COUNTERS_GUID: &str = "5c1d0e8a-4327-4b61-9a1e-53494d434e54";
+const SIM_METHODS_GUID: &str = "5c1d0e8b-4327-4b61-9a1e-53494d4d5448";
+
+/// Adapter `sim0` (the simulated HBA, a WMI provider) with one LU exported as LUN 0.
+fn start_sim(dir: &TempDir) -> (Server, PathBuf) {
+    let socket = dir.path().join("ctl.sock");
+    let text = format!(
+        r#"[[portal]]
+listen = "127.0.0.1:0"
+
+[[adapter]]
+name = "sim0"
+miniport = "sim"
+model = "scsiport"
+[adapter.sim]
+port_tick_ms = 50
+[[adapter.lu]]
+size = "16 MiB"
+
+[[target]]
+iqn = "{DEFAULT_IQN}"
+[[target.lun]]
+lun = 0
+adapter = "sim0"
+
+[control]
+socket = {:?}
+"#,
+        socket.display().to_string()
+    );
+    let cfg = dir.path().join("sim.toml");
+    std::fs::write(&cfg, text).expect("write config");
+    let server = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(
+        socket.exists(),
+        "no control socket; stderr:\n{}",
+        server.stderr_tail()
+    );
+    (server, socket)
+}
+
+#[test]
+fn a_provider_miniports_blocks_are_listed_queried_and_its_method_runs() {
+    let dir = TempDir::new("wmi-sim");
+    let (server, socket) = start_sim(&dir);
+    let addr: SocketAddr = server.addr.parse().expect("server address");
+    let mut ini = Initiator::connect(addr, IO_TIMEOUT).expect("connect");
+    ini.login(&LoginOptions::normal(INITIATOR, DEFAULT_IQN))
+        .expect("login");
+    clear_unit_attention(&mut ini, 0);
+
+    let blocks = json(&socket, &["wmi", "list", "sim0", "--json"]);
+    let guids: Vec<(&str, &str)> = blocks
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|b| (b["guid"].as_str().unwrap(), b["source"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        guids,
+        vec![
+            (ADAPTER_GUID, "port"),
+            (LU_GUID, "port"),
+            (SIM_COUNTERS_GUID, "miniport"),
+            (SIM_METHODS_GUID, "miniport"),
+        ]
+    );
+    // The counters block is 200 bytes: hex, not decoded.
+    let q = json(
+        &socket,
+        &["wmi", "query", "sim0", SIM_COUNTERS_GUID, "--json"],
+    );
+    assert_eq!(q["hex"].as_str().map(str::len), Some(400), "{q}");
+    assert!(q["statistics"].is_null(), "{q}");
+    // It has no set routine: the provider refuses.
+    let out = scsiport(
+        &socket,
+        &["wmi", "set", "sim0", SIM_COUNTERS_GUID, "0", "00"],
+    );
+    assert!(!out.success(), "{out:?}");
+    assert!(out.stderr.contains("refused"), "{out:?}");
+
+    // Inject one BUSY (kind 5, count 1) through the method; the next READ meets it, the port
+    // retries it on a tick, and the LU block counts one busy.
+    let before = n(&lu_stats_of(&socket, "sim0", "0:0:0"), "busy");
+    let out = json(
+        &socket,
+        &[
+            "wmi",
+            "exec",
+            "sim0",
+            SIM_METHODS_GUID,
+            "0",
+            "1",
+            "0500000001000000000000",
+            "--json",
+        ],
+    );
+    let hex = out["hex"].as_str().expect("output hex");
+    assert!(hex.starts_with("01000000"), "one fault queued: {hex}");
+    let r = ini.read10(0, 0, 1).expect("READ(10)");
+    assert_eq!(r.status, 0, "the BUSY was retried: {:?}", r.sense);
+    let after = lu_stats_of(&socket, "sim0", "0:0:0");
+    assert_eq!(n(&after, "busy") - before, 1, "{after}");
+    // A bad method input is refused before anything is injected.
+    let out = scsiport(
+        &socket,
+        &["wmi", "exec", "sim0", SIM_METHODS_GUID, "0", "1", "ff"],
+    );
+    assert!(!out.success(), "{out:?}");
 }
