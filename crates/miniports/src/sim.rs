@@ -297,6 +297,10 @@ pub struct SimMiniport {
     wmi: wmi::SimWmi,
     /// Reaped mailbox entries (reused).
     reaped: Vec<MailboxEntry>,
+    /// While a task-management request is handled, sweeps (reset completions) wait in
+    /// `held_sweeps` so they do not complete that request too.
+    hold_sweeps: bool,
+    held_sweeps: Vec<(AddressFilter, Vec<u64>)>,
 }
 
 impl std::fmt::Debug for SimMiniport {
@@ -407,7 +411,11 @@ impl SimMiniport {
                     let filter = AddressFilter::bus(path_id);
                     let mut late = released;
                     late.extend(self.hw.clear(filter));
-                    self.sweep(port, filter, &late);
+                    if self.hold_sweeps {
+                        self.held_sweeps.push((filter, late));
+                    } else {
+                        self.sweep(port, filter, &late);
+                    }
                 }
             }
         }
@@ -454,6 +462,15 @@ impl SimMiniport {
             }
         }
         port.request_complete(o.srb);
+    }
+
+    /// Runs the sweeps held while a task-management request was being handled (after it was
+    /// completed, so they leave it alone).
+    fn release_sweeps(&mut self, port: &mut PortContext<'_, Self>) {
+        self.hold_sweeps = false;
+        for (filter, late) in std::mem::take(&mut self.held_sweeps) {
+            self.sweep(port, filter, &late);
+        }
     }
 
     /// After a reset of `filter`: completes every request of `filter` the port has active with
@@ -627,6 +644,8 @@ impl Miniport for SimMiniport {
             defer_threshold: a.defer_threshold,
             saved: None,
             reaped: Vec::new(),
+            hold_sweeps: false,
+            held_sweeps: Vec::new(),
         })
     }
 
@@ -645,6 +664,12 @@ impl Miniport for SimMiniport {
         let function = srb.function;
         let target = srb.next_srb;
         let known = self.lus.iter().any(|d| d.address == address);
+        // A bus reset the hardware reports while task management runs must not sweep the
+        // task-management request itself: hold the sweeps until it is completed.
+        self.hold_sweeps = matches!(
+            function,
+            SrbFunction::AbortCommand | SrbFunction::ResetLogicalUnit | SrbFunction::ResetDevice
+        );
         let status = match function {
             SrbFunction::ExecuteScsi if known => {
                 self.execute_scsi(port, r);
@@ -676,14 +701,9 @@ impl Miniport for SimMiniport {
                 };
                 match self.reset_lus(port, filter, kind) {
                     Some(late) => {
-                        if let Some(srb) = port.srb_mut(&r) {
-                            srb.srb_status = SrbStatus::SUCCESS;
-                        }
-                        // The reset request itself first, so the sweep leaves it alone.
-                        port.request_complete(r);
-                        self.sweep(port, filter, &late);
-                        next(port, tagged, address);
-                        return true;
+                        // Swept after the reset request itself is completed.
+                        self.held_sweeps.push((filter, late));
+                        SrbStatus::SUCCESS
                     }
                     // The hung adapter does not acknowledge the reset.
                     None => SrbStatus::ERROR,
@@ -696,6 +716,7 @@ impl Miniport for SimMiniport {
             srb.srb_status = status;
         }
         port.request_complete(r);
+        self.release_sweeps(port);
         next(port, tagged, address);
         true
     }
