@@ -46,6 +46,8 @@ struct Hw {
     refuse_enable: AtomicBool,
     /// Times method 2 acted.
     method2_runs: AtomicU64,
+    /// Extra read-only blocks to register (set before initialize).
+    extra_blocks: AtomicU64,
 }
 
 impl Hw {
@@ -106,6 +108,13 @@ impl WmiProvider for Provider {
                 }
                 buffer[..4].copy_from_slice(b"ro!!");
                 WmiResult::ok(4)
+            }
+            _ if guid_index < self.reg.len() => {
+                if buffer.is_empty() {
+                    return WmiResult::too_small(1);
+                }
+                buffer[0] = guid_index as u8;
+                WmiResult::ok(1)
             }
             _ => WmiResult::status_only(SrbStatus::ERROR),
         }
@@ -209,6 +218,14 @@ impl Miniport for WmiHba {
         config: &mut PortConfiguration,
     ) -> FindAdapterResult<Self> {
         config.wmi_data_provider = true;
+        let extra = (0..hw.extra_blocks.load(Ordering::Relaxed)).map(|i| WmiGuidRegInfo {
+            guid: *format!("test-extra-{i:05}")
+                .as_bytes()
+                .first_chunk()
+                .expect("16"),
+            instance_count: 1,
+            flags: 0,
+        });
         FindAdapterResult::Found(WmiHba {
             provider: Provider {
                 hw: hw.clone(),
@@ -233,7 +250,10 @@ impl Miniport for WmiHba {
                         instance_count: 1,
                         flags: 0,
                     },
-                ],
+                ]
+                .into_iter()
+                .chain(extra)
+                .collect(),
                 values: [7, 8],
             },
         })
@@ -297,6 +317,26 @@ fn reginfo_merges_the_port_blocks_with_the_miniports() {
     );
     assert!(reg[3].expensive() && !reg[3].event_only());
     assert!(reg[4].event_only());
+    a.shutdown().unwrap();
+}
+
+#[test]
+fn a_long_reginfo_is_fetched_with_the_size_the_provider_asks_for() {
+    let hw = Arc::new(Hw::default());
+    hw.extra_blocks.store(40, Ordering::Relaxed);
+    let options = PortOptions {
+        scan: false,
+        ..test_options()
+    };
+    let a = port::initialize::<WmiHba>(hw, options)
+        .expect("adapter")
+        .remove(0);
+    // 44 miniport blocks need 1056 bytes, more than the port's first REGINFO buffer (768).
+    let reg = a.wmi_reg_info().expect("reginfo");
+    assert_eq!(reg.len(), 2 + 4 + 40);
+    let last = reg.last().unwrap().info.guid;
+    assert_eq!(&last, b"test-extra-00039");
+    assert_eq!(a.wmi_query_single(&last, 0, 1).unwrap(), vec![43]);
     a.shutdown().unwrap();
 }
 
@@ -873,6 +913,28 @@ fn the_port_blocks_count_the_io_the_test_issued() {
     );
     assert_eq!(ad.statistics.outstanding, 0);
     assert_eq!(lu_block(a, 1).statistics.errors_of(ErrorKind::BusReset), 2);
+
+    // A request that times out: the port aborts it (an ABORTED command) and counts a timeout.
+    let lu0_before = lu_block(a, 0).statistics;
+    let mut never = scripted_srb(LU0, Behaviour::Never, 60);
+    never.time_out_value = 1;
+    h.submit_srb(never);
+    // Ticks: the bus reset's hold-off, then the TimeOutValue, then the abort.
+    for _ in 0..10 {
+        h.tick(1);
+        if h.sink.wait_for(1, Duration::from_millis(50)) >= 1 {
+            break;
+        }
+    }
+    let done = h.wait(1);
+    assert_eq!(done[0].srb_status.status(), SrbStatus::ABORTED);
+    let s = lu_block(a, 0).statistics;
+    assert_eq!(s.timeouts - lu0_before.timeouts, 1);
+    assert_eq!(
+        s.errors_of(ErrorKind::Aborted) - lu0_before.errors_of(ErrorKind::Aborted),
+        1
+    );
+    assert_eq!(s.timeouts, a.lu_statistics(LU0).unwrap().timeouts);
 }
 
 #[test]
