@@ -7,6 +7,7 @@ mod control;
 mod manage;
 mod metrics;
 mod serve;
+mod soak;
 mod wmi;
 
 use std::path::PathBuf;
@@ -97,6 +98,10 @@ enum Command {
         #[command(subcommand)]
         action: WmiAction,
     },
+    /// Soak test: iSCSI sessions and class-driver clients write and verify block patterns on
+    /// simulated and file-backed LUs while faults are injected; exits non-zero on any lost or
+    /// corrupted write, double or missing completion, or hung session.
+    Soak(soak::SoakArgs),
     /// Validate a configuration file (or the built-in default) and print what it describes.
     Check {
         /// The TOML configuration file; without it, the built-in default.
@@ -389,12 +394,15 @@ fn load_config(path: &std::path::Path) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_logging(cli.log_level.as_deref()) {
+    // The soak injects faults on purpose: the port's warnings about them are noise there.
+    let quiet = matches!(cli.command, Command::Soak(_)).then_some("error");
+    if let Err(e) = init_logging(cli.log_level.as_deref().or(quiet)) {
         eprintln!("scsiport: {e}");
         return ExitCode::from(2);
     }
     match cli.command {
         Command::Bench(args) => run_bench(args),
+        Command::Soak(args) => soak::main(&args),
         Command::Stat { once, json, socket } => {
             managed(socket.path().and_then(|p| manage::stat(&p, once, json)))
         }
