@@ -591,7 +591,18 @@ fn randomized(storport: bool) {
             })
         })
         .collect();
+    // Meanwhile the adapter is stopped and restarted under load (ScsiStopAdapter /
+    // ScsiRestartAdapter): held requests complete after the restart.
+    const CYCLES: u64 = 3;
+    for _ in 0..CYCLES {
+        std::thread::sleep(Duration::from_millis(100));
+        a.stop(PATIENCE).unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+        a.restart(PATIENCE).unwrap();
+    }
     let acked: Vec<Vec<Option<u8>>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let k = c.counters();
+    assert_eq!((k.stops, k.restarts), (CYCLES, CYCLES), "{k:?}");
     for k in SimFaultKind::ALL {
         c.set_rate(k, 0);
     }
