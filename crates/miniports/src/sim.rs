@@ -161,6 +161,13 @@ impl SimControl {
     }
 }
 
+/// The [`SimControl`] of a running adapter, if its miniport is [`SimMiniport`] (taken under
+/// the adapter's interrupt lock; not from a completion sink while that would deadlock — it
+/// does not block on requests, only on the lock).
+pub fn control_of(adapter: &port::Adapter) -> Option<SimControl> {
+    adapter.synchronize::<SimMiniport, _>(|m, _| m.control())
+}
+
 /// One simulated adapter: its LUs, timing and fault settings. Build with
 /// [`SimAdapterConfig::new`]; [`control`](SimAdapterConfig::control) is the handle on the
 /// adapter this configuration creates.

@@ -180,6 +180,22 @@ fn write_then_read_under_both_models() {
         // One transfer at a time: one dma_started each.
         assert_eq!(k.dma_started, before.dma_started + 2, "{k:?}");
         assert_eq!(k.injected_total(), 0);
+        // The same hardware, found from the running adapter.
+        let found = miniports::sim::control_of(&a).expect("a sim adapter");
+        assert_eq!(found.counters().commands, c.counters().commands);
+        if !storport {
+            let ram = port::initialize::<miniports::ram::RamMiniport>(
+                miniports::DiskAdapterConfig::single(vec![ram_lu(LU0, 16)]),
+                PortOptions {
+                    tick: None,
+                    ..PortOptions::default()
+                },
+            )
+            .unwrap()
+            .remove(0);
+            assert!(miniports::sim::control_of(&ram).is_none());
+            ram.shutdown().unwrap();
+        }
         a.shutdown().unwrap();
     }
 }
