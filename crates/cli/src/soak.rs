@@ -94,6 +94,10 @@ pub struct SoakArgs {
     /// Directory for the file-backed LU (default /dev/shm, else the temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Self-check of the verifier: before the final read-back, zero the first client's
+    /// region of the file-backed LU behind its back. The run must then FAIL with lost writes.
+    #[arg(long, hide = true)]
+    pub sabotage: bool,
 }
 
 /// Parses `90`, `90s`, `500ms`, `10m`, `1h`.
@@ -651,6 +655,9 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
             s.set_rate(kind, 0);
         }
     }
+    if args.sabotage {
+        sabotage(&rig, args.region_blocks)?;
+    }
     // Faults still queued fire on the next commands; the verification retries through them.
     control
         .phase
@@ -765,6 +772,19 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
         && report.port.outstanding == 0;
     report.violations = violations;
     Ok(report)
+}
+
+/// Zeroes client 0's region of the last (file-backed) LU through a class-driver disk of its
+/// own: a change no client knows about, which the verification must report.
+fn sabotage(rig: &Rig, region_blocks: u64) -> Result<()> {
+    let lu = rig.lus.last().ok_or_else(|| anyhow!("no LU"))?;
+    let disk = open_disk(
+        &rig.adapters[lu.adapter],
+        lu.address,
+        class::DiskOptions::default(),
+    )?;
+    disk.write(0, &vec![0u8; (region_blocks * 512) as usize])
+        .map_err(|e| anyhow!("sabotage write: {e}"))
 }
 
 /// Opens a disk, retrying for a few seconds (a sim adapter may start with a unit attention).
