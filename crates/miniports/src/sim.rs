@@ -656,8 +656,9 @@ impl Miniport for SimMiniport {
         })
     }
 
+    /// Also called by `Adapter::restart` on an adapter that was not stopped: requests the
+    /// hardware holds stay there and complete normally.
     fn initialize(&mut self, _port: &mut PortContext<'_, Self>) -> bool {
-        self.forget_all();
         self.hw.start();
         true
     }
@@ -799,7 +800,6 @@ impl Miniport for SimMiniport {
                 bump(&self.hw.counters.stops);
             }
             AdapterControl::RestartAdapter => {
-                self.forget_all();
                 self.hw.start();
                 bump(&self.hw.counters.restarts);
             }

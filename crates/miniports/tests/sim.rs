@@ -27,6 +27,15 @@ const LU0: Address = Address {
     lun: 0,
 };
 
+/// TimeOutValue (ticks of 20 ms) of requests that should not time out, even on a busy machine.
+const NORMAL_TIMEOUT: u32 = 50;
+
+/// A request the test expects to time out: 2 ticks.
+fn quick(mut srb: Srb) -> Srb {
+    srb.time_out_value = 2;
+    srb
+}
+
 /// Bound on every wait in these tests.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -92,7 +101,7 @@ fn write10(lba: u32, blocks: u16, fill: u8) -> Srb {
         .unwrap()
         .with_data(vec![fill; len], len as u32, DataDirection::Out);
     s.flags.insert(SrbFlags::NO_QUEUE_FREEZE);
-    s.time_out_value = 2;
+    s.time_out_value = NORMAL_TIMEOUT;
     s
 }
 
@@ -102,7 +111,7 @@ fn read10(lba: u32, blocks: u16) -> Srb {
         .unwrap()
         .with_data(vec![0; len], len as u32, DataDirection::In);
     s.flags.insert(SrbFlags::NO_QUEUE_FREEZE);
-    s.time_out_value = 2;
+    s.time_out_value = NORMAL_TIMEOUT;
     s
 }
 
@@ -215,7 +224,7 @@ fn lost_interrupt_times_out_and_the_abort_recovers_it() {
     let (a, c) = start(false, |_| {});
     let timeouts = a.statistics().timeouts;
     c.inject(SimFault::LostInterrupt);
-    let w = a.execute_and_wait(write10(20, 1, 0x21)).unwrap();
+    let w = a.execute_and_wait(quick(write10(20, 1, 0x21))).unwrap();
     assert_eq!(injected(&c, SimFaultKind::LostInterrupt), 1);
     // The completion was in the mailbox: the abort reaped it and the write completed.
     assert_eq!(w.srb_status.status(), SrbStatus::SUCCESS);
@@ -232,7 +241,7 @@ fn lost_interrupt_times_out_and_the_abort_recovers_it() {
 fn late_completion_is_dropped_and_counted_by_the_port() {
     let (a, c) = start(false, |_| {});
     c.inject(SimFault::LateCompletion);
-    let w = a.execute_and_wait(write10(30, 1, 0x31)).unwrap();
+    let w = a.execute_and_wait(quick(write10(30, 1, 0x31))).unwrap();
     // Abort fails (too late), the LU reset takes the request back.
     assert_eq!(w.srb_status.status(), SrbStatus::BUS_RESET);
     assert_eq!(injected(&c, SimFaultKind::LateCompletion), 1);
@@ -331,7 +340,7 @@ fn hang_is_ended_by_the_ladders_bus_reset() {
         let (a, c) = start(storport, |_| {});
         let resets = c.counters().resets;
         c.inject(SimFault::HangUntilReset);
-        let w = a.execute_and_wait(write10(70, 1, 0x71)).unwrap();
+        let w = a.execute_and_wait(quick(write10(70, 1, 0x71))).unwrap();
         // Abort and LU reset were not acknowledged; the bus reset took the request back.
         assert_eq!(w.srb_status.status(), SrbStatus::BUS_RESET);
         assert!(!c.is_hung());
@@ -350,7 +359,7 @@ fn slow_reset_delays_the_adapter_then_io_resumes() {
     let slow = Duration::from_millis(150);
     let (a, c) = start(false, |cfg| cfg.slow_reset_time = slow);
     c.inject(SimFault::SlowReset);
-    let w = a.execute_and_wait(write10(80, 1, 0x81)).unwrap();
+    let w = a.execute_and_wait(quick(write10(80, 1, 0x81))).unwrap();
     assert_eq!(w.srb_status.status(), SrbStatus::BUS_RESET);
     let reset_done = Instant::now();
     until_ok(&a, write10(80, 1, 0x82));
@@ -461,6 +470,28 @@ fn stop_and_restart_with_io_in_flight() {
         }
         a.shutdown().unwrap();
     }
+}
+
+#[test]
+fn restart_without_stop_keeps_requests_in_flight() {
+    // Adapter::restart on a running adapter calls initialize again.
+    let (a, c) = start(false, |cfg| {
+        cfg.interrupt_latency = Duration::from_millis(5);
+    });
+    let sink = Arc::new(Sink::default());
+    let s = a.submitter(sink.clone());
+    for i in 0..8u32 {
+        s.submit(write10(400 + i, 1, 0x40 + i as u8));
+    }
+    a.restart(PATIENCE).unwrap();
+    for d in sink.wait_for(8) {
+        assert_eq!(d.srb_status.status(), SrbStatus::SUCCESS);
+    }
+    assert_eq!(c.counters().stops, 0);
+    for i in 0..8u32 {
+        assert_eq!(read_fill(&a, 400 + i), 0x40 + i as u8);
+    }
+    a.shutdown().unwrap();
 }
 
 #[test]
