@@ -138,21 +138,30 @@ pub(crate) fn class_thread(
         submit(&mut th, &mut q, i, vec![0u8; bs as usize]);
     }
     loop {
-        let Some(c) = q.wait_next(POLL) else {
+        let Some(mut c) = q.wait_next(POLL) else {
             if q.in_flight() == 0 {
                 break;
             }
             continue;
         };
-        let i = c.token as usize;
-        th.done(i, c.result.map_err(|e| e.to_string()), &c.buffer);
-        if th.stopping() {
-            if q.in_flight() == 0 {
-                break;
+        // Handle every completion that is there and send the replacements as one batch (the
+        // port starts them in one pass; the file miniport submits them with one enter).
+        q.plug();
+        loop {
+            let i = c.token as usize;
+            th.done(i, c.result.map_err(|e| e.to_string()), &c.buffer);
+            if !th.stopping() {
+                submit(&mut th, &mut q, i, c.buffer);
             }
-            continue;
+            match q.try_next() {
+                Some(next) => c = next,
+                None => break,
+            }
         }
-        submit(&mut th, &mut q, i, c.buffer);
+        q.unplug();
+        if th.stopping() && q.in_flight() == 0 {
+            break;
+        }
     }
     th.res
 }

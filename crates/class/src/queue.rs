@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 use port::{
-    CompletionSink, DataDirection, SENSE_BUFFER_SIZE, Srb, SrbFlags, SrbFunction, Submitter,
+    CompletionSink, DataDirection, InterruptLine, SENSE_BUFFER_SIZE, Srb, SrbFlags, SrbFunction,
+    Submitter,
 };
 use scsi::unmap::UnmapBlockDescriptor;
 
@@ -33,6 +34,10 @@ use crate::error::{DiskError, Disposition, classify};
 
 /// At most this many pieces of one split request are in the port at once.
 const MAX_PIECES_IN_FLIGHT: u32 = 4;
+
+/// Longest single wait on the adapter's hardware in [`DiskQueue::wait_next`] before the queue
+/// looks at its sink again.
+const POLL_SLICE: Duration = Duration::from_millis(1);
 
 /// `original_request` bit marking the queue's own RELEASE_QUEUE requests.
 const RELEASE_MARK: u64 = 1 << 63;
@@ -268,6 +273,11 @@ pub struct DiskQueue {
     disk: Arc<DiskShared>,
     submitter: Submitter,
     sink: Arc<QueueSink>,
+    /// The adapter's interrupt line, for polled completion in `wait_next`.
+    line: InterruptLine,
+    /// Between `plug` and `unplug`: SRBs are held in `held` and sent together.
+    plugged: bool,
+    held: Vec<Srb>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
     free_srbs: Vec<Srb>,
@@ -287,10 +297,14 @@ impl DiskQueue {
         let srbs = depth as usize * MAX_PIECES_IN_FLIGHT as usize;
         sink.done.lock().reserve(srbs + 1);
         let submitter = disk.adapter.submitter(sink.clone());
+        let line = disk.adapter.interrupt_line();
         Self {
             disk,
             submitter,
             sink,
+            line,
+            plugged: false,
+            held: Vec::with_capacity(srbs + 1),
             slots: (0..depth).map(|_| Slot::default()).collect(),
             free_slots: (0..depth).rev().collect(),
             free_srbs: Vec::with_capacity(srbs + 1),
@@ -367,7 +381,24 @@ impl DiskQueue {
         Ok(())
     }
 
-    /// The next finished request, if any, without blocking (also sends due retries).
+    /// Holds the requests submitted from now on (and retries sent meanwhile) until
+    /// [`unplug`](Self::unplug), which hands them to the port as one batch — one pass of its
+    /// deferred stage, one doorbell for the miniport — like Linux's block plug. `wait_next` and
+    /// `next_completion` unplug before they wait; `try_next` does not.
+    pub fn plug(&mut self) {
+        self.plugged = true;
+    }
+
+    /// Sends what was held since [`plug`](Self::plug) as one batch and stops holding.
+    pub fn unplug(&mut self) {
+        self.plugged = false;
+        if !self.held.is_empty() {
+            self.submitter.submit_batch(&mut self.held);
+        }
+    }
+
+    /// The next finished request, if any, without blocking (also sends due retries; held
+    /// requests stay held).
     pub fn try_next(&mut self) -> Option<IoCompletion> {
         self.process();
         self.pop()
@@ -375,8 +406,17 @@ impl DiskQueue {
 
     /// Blocks until a request finishes (or `timeout` passes); `None` on timeout or when nothing
     /// is in flight.
+    ///
+    /// Polled completion: if the adapter's hardware offers a wait
+    /// ([`InterruptLine::take_interrupt`]), this thread waits on the hardware and takes the
+    /// interrupt itself — the port's interrupt routine and deferred stage run here and the
+    /// completions reach this queue without waking another thread — in slices of at most
+    /// 1 ms (another thread may have delivered this queue's completions meanwhile).
+    /// Otherwise it sleeps until the sink wakes it.
     pub fn wait_next(&mut self, timeout: Duration) -> Option<IoCompletion> {
+        self.unplug();
         let deadline = Instant::now() + timeout;
+        let mut polled_dry = false;
         loop {
             self.process();
             if let Some(c) = self.pop() {
@@ -395,7 +435,17 @@ impl DiskQueue {
                 .map(|d| d.due)
                 .min()
                 .map_or(deadline, |d| d.min(deadline));
-            self.sink.wait_until(until);
+            // After a poll that brought nothing for this queue (the interrupt was taken by a
+            // thread already running the deferred stage, or it timed out), sleep on the sink
+            // once: whoever runs the deferred stage wakes it, and polling again at once would
+            // spin on completions that thread is about to reap.
+            let slice = until.saturating_duration_since(now).min(POLL_SLICE);
+            if polled_dry || !self.line.take_interrupt(slice) {
+                polled_dry = false;
+                self.sink.wait_until(until);
+            } else {
+                polled_dry = true;
+            }
         }
     }
 
@@ -571,7 +621,11 @@ impl DiskQueue {
 
     fn send(&mut self, srb: Srb) {
         self.stats.srbs_sent += 1;
-        self.submitter.submit(srb);
+        if self.plugged {
+            self.held.push(srb);
+        } else {
+            self.submitter.submit(srb);
+        }
     }
 
     /// Takes what the sink collected and handles it; sends retries whose backoff is over.
@@ -759,6 +813,7 @@ impl Future for NextCompletion<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let q = &mut *self.queue;
+        q.unplug();
         loop {
             q.process();
             if let Some(c) = q.pop() {

@@ -423,3 +423,42 @@ fn async_requests_complete_through_the_waker() {
     }
     assert_eq!(n, 4);
 }
+
+#[test]
+fn a_plugged_queue_holds_its_requests_until_unplug_and_wait_next_unplugs() {
+    let (a, _lu, _faults) = ram_adapter(256);
+    let disk = Disk::open(&a, LU).unwrap();
+    let data = pattern(8 * 512, 3);
+    disk.write(0, &data).unwrap();
+    let reads_before = a.statistics().reads;
+    let mut q = disk.queue(8);
+    q.plug();
+    for i in 0..8u64 {
+        q.submit(IoRequest::read(i * 512, 512, vec![0; 512]), i)
+            .unwrap();
+    }
+    assert!(
+        q.try_next().is_none(),
+        "held requests are not sent by try_next"
+    );
+    assert_eq!(
+        a.statistics().reads,
+        reads_before,
+        "nothing reached the port"
+    );
+    q.unplug();
+    let mut seen = 0u64;
+    while seen < 8 {
+        let c = q.wait_next(WAIT).expect("completion");
+        c.result.unwrap();
+        let i = c.token as usize;
+        assert_eq!(c.buffer[..], data[i * 512..(i + 1) * 512]);
+        seen += 1;
+    }
+    assert_eq!(a.statistics().reads, reads_before + 8);
+    // wait_next sends what is held before it waits.
+    q.plug();
+    q.submit(IoRequest::read(0, 512, vec![0; 512]), 9).unwrap();
+    let c = q.wait_next(WAIT).expect("wait_next unplugs");
+    assert_eq!((c.token, c.result.is_ok()), (9, true));
+}

@@ -201,6 +201,9 @@ struct FileHba {
     done: Vec<IoDone>,
     stopped: bool,
     drain_timeout: Duration,
+    /// Interrupt configuration: `start_io` only queues the I/O; `start_io_batch_done` submits
+    /// the batch and reaps (the polled configuration submits in `start_io`).
+    batched: bool,
 }
 
 impl FileHba {
@@ -240,6 +243,7 @@ impl FileHba {
             done: Vec::with_capacity(slots),
             stopped: false,
             drain_timeout: hw.reset_drain_timeout,
+            batched: !polled,
         })
     }
 
@@ -334,7 +338,12 @@ impl FileHba {
                     len: plan.len,
                     buf: data,
                 };
-                match self.engine.submit(req) {
+                let started = if self.batched {
+                    self.engine.queue(req)
+                } else {
+                    self.engine.submit(req)
+                };
+                match started {
                     None => {
                         slot.insert(InFlight {
                             srb: r,
@@ -354,6 +363,26 @@ impl FileHba {
         };
         complete_srb(srb, &completion);
         port.request_complete(r);
+    }
+
+    /// Start of a routine of the interrupt configuration: the engine's interrupt is masked
+    /// (see [`end`](Self::end)).
+    fn begin(&mut self) {
+        self.engine.mask_irq();
+    }
+
+    /// End of a routine: reaps what the engine finished meanwhile (without a trip through the
+    /// interrupt thread), then unmasks the interrupt and reaps again whatever arrived before
+    /// the unmask took effect. Returns how many requests completed.
+    fn end<M: Miniport>(&mut self, port: &mut PortContext<'_, M>) -> usize {
+        let mut n = 0;
+        loop {
+            n += self.service(port);
+            if !self.engine.unmask_irq() {
+                return n;
+            }
+            self.engine.mask_irq();
+        }
     }
 
     /// Reaps what the engine finished and completes those requests. Returns how many.
@@ -567,13 +596,24 @@ impl Miniport for FileMiniport {
         true
     }
 
+    /// Starts the request; its I/O is only queued in the engine until
+    /// [`start_io_batch_done`](Miniport::start_io_batch_done).
     fn start_io(&mut self, port: &mut PortContext<'_, Self>, srb: SrbRef) -> bool {
         self.hba.start_io(port, srb)
     }
 
+    /// The doorbell: submits the I/O of every request started since the last call with one
+    /// `io_uring_enter`, then reaps what the engine finished meanwhile (see [`FileHba::end`]).
+    fn start_io_batch_done(&mut self, port: &mut PortContext<'_, Self>) {
+        self.hba.begin();
+        self.hba.engine.flush();
+        self.hba.end(port);
+    }
+
     /// Reaps the engine's completions (the io_uring CQ, or the pool's list).
     fn interrupt(&mut self, port: &mut PortContext<'_, Self>) -> bool {
-        self.hba.service(port) > 0
+        self.hba.begin();
+        self.hba.end(port) > 0
     }
 
     fn reset_bus(&mut self, port: &mut PortContext<'_, Self>, path_id: u8) -> bool {

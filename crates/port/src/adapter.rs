@@ -201,6 +201,9 @@ pub(crate) struct Runner<M: Miniport> {
     hold_ticks: u32,
     /// Length of a port tick in µs (1 s when ticks are manual), for Storport pause timeouts.
     tick_us: u64,
+    /// Half duplex: `start_io` was called and `start_io_batch_done` not yet (it runs before
+    /// the next other routine, or at the end of `dispatch`).
+    starts_open: bool,
 }
 
 pub(crate) struct InterruptState<M: Miniport> {
@@ -335,6 +338,8 @@ pub(crate) struct AdapterShared<M: Miniport> {
     ticks_pending: AtomicU32,
     timer_fired: AtomicU64,
     control: Mutex<Control>,
+    /// Set with a control request (under `control`): the deferred stage looks at `control`.
+    control_pending: AtomicBool,
     control_cv: Condvar,
     runner: Mutex<Runner<M>>,
     pub(crate) interrupt: Mutex<InterruptState<M>>,
@@ -475,6 +480,7 @@ impl<M: Miniport> AdapterShared<M> {
                 .unwrap_or(Duration::from_secs(1))
                 .as_micros()
                 .clamp(1, u64::MAX as u128) as u64,
+            starts_open: false,
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -496,6 +502,7 @@ impl<M: Miniport> AdapterShared<M> {
             ticks_pending: AtomicU32::new(0),
             timer_fired: AtomicU64::new(0),
             control: Mutex::new(Control::default()),
+            control_pending: AtomicBool::new(false),
             control_cv: Condvar::new(),
             runner: Mutex::new(runner),
             interrupt: Mutex::new(InterruptState {
@@ -697,6 +704,31 @@ impl<M: Miniport> AdapterShared<M> {
             built = build_io(&mut srb);
         }
         self.incoming.lock().push(Incoming { sink, srb, built });
+        self.request_dpc();
+    }
+
+    /// [`submit`](Self::submit) for several requests: `build_io` for each (Storport), one turn
+    /// of the incoming-list lock and one `request_dpc` for all. Drains `srbs`.
+    pub(crate) fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>) {
+        if srbs.is_empty() {
+            return;
+        }
+        while !srbs.is_empty() {
+            let n = srbs.len().min(64);
+            let mut built = [true; 64];
+            if let Some(build_io) = &self.build_io {
+                for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
+                    if srb.function == SrbFunction::ExecuteScsi {
+                        srb.srb_status = SrbStatus::PENDING;
+                        *b = build_io(srb);
+                    }
+                }
+            }
+            let mut inc = self.incoming.lock();
+            for (srb, built) in srbs.drain(..n).zip(built) {
+                inc.push(Incoming { sink, srb, built });
+            }
+        }
         self.request_dpc();
     }
 
@@ -939,6 +971,15 @@ impl<M: Miniport> AdapterShared<M> {
         Ok(())
     }
 
+    /// Changes the control requests under their lock and notes that the deferred stage has
+    /// control work (`Runner::control` clears the note when nothing is left).
+    fn request_control<R>(&self, f: impl FnOnce(&mut Control) -> R) -> R {
+        let mut c = self.control.lock();
+        let r = f(&mut c);
+        self.control_pending.store(true, Ordering::Release);
+        r
+    }
+
     pub(crate) fn shutdown(&self) -> Result<(), WaitError> {
         if in_deferred_stage() {
             return Err(WaitError::WouldDeadlock);
@@ -948,7 +989,7 @@ impl<M: Miniport> AdapterShared<M> {
             let wait = Duration::from_secs(self.options.default_timeout.clamp(1, 30) as u64);
             self.flush_caches(SrbFunction::Shutdown, Instant::now() + wait);
         }
-        self.control.lock().shutdown_requested = true;
+        self.request_control(|c| c.shutdown_requested = true);
         self.request_dpc();
         self.wait_control(Duration::from_secs(3600), |c| c.shutdown_done)
     }
@@ -967,10 +1008,10 @@ impl<M: Miniport> AdapterShared<M> {
         let deadline = Instant::now() + timeout;
         // Hold the queues (task management and the port's own requests still pass), flush a
         // caching adapter, then ScsiStopAdapter once nothing is outstanding.
-        self.control.lock().stop_requested = true;
+        self.request_control(|c| c.stop_requested = true);
         self.request_dpc();
         self.flush_caches(SrbFunction::Flush, deadline);
-        self.control.lock().stop_ready = true;
+        self.request_control(|c| c.stop_ready = true);
         self.request_dpc();
         self.wait_control(deadline.saturating_duration_since(Instant::now()), |c| {
             c.stopped || c.shutdown_done
@@ -978,11 +1019,10 @@ impl<M: Miniport> AdapterShared<M> {
     }
 
     pub(crate) fn restart(&self, timeout: Duration) -> Result<(), WaitError> {
-        let target = {
-            let mut c = self.control.lock();
+        let target = self.request_control(|c| {
             c.restart_requested = true;
             c.restarts_done + 1
-        };
+        });
         self.request_dpc();
         self.wait_control(timeout, |c| c.restarts_done >= target || c.shutdown_done)
     }
@@ -1088,6 +1128,29 @@ fn timer_thread<M: Miniport>(
     }
 }
 
+/// `flag.swap(false)`, without the read-modify-write when the flag is clear.
+fn take_flag(flag: &AtomicBool) -> bool {
+    flag.load(Ordering::Acquire) && flag.swap(false, Ordering::AcqRel)
+}
+
+/// `v.swap(0)`, without the read-modify-write when it is 0.
+fn take_u32(v: &AtomicU32) -> u32 {
+    if v.load(Ordering::Acquire) == 0 {
+        0
+    } else {
+        v.swap(0, Ordering::AcqRel)
+    }
+}
+
+/// `v.swap(0)`, without the read-modify-write when it is 0.
+fn take_u64(v: &AtomicU64) -> u64 {
+    if v.load(Ordering::Acquire) == 0 {
+        0
+    } else {
+        v.swap(0, Ordering::AcqRel)
+    }
+}
+
 fn is_busy(srb: &Srb) -> bool {
     let s = srb.srb_status.status();
     s == SrbStatus::BUSY
@@ -1133,16 +1196,32 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// Calls into the miniport under the interrupt lock only (the interrupt routine; every
-    /// routine of a half-duplex adapter), then acts on the latched notifications.
+    /// routine of a half-duplex adapter), then acts on the latched notifications. A run of
+    /// `start_io` calls still open is closed first (`start_io_batch_done`, same lock hold).
     fn call_isr<R>(
         &mut self,
         sh: &AdapterShared<M>,
         f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
     ) -> R {
+        self.call_isr_inner(sh, true, f)
+    }
+
+    /// `call_isr`; `close`: run `start_io_batch_done` first if `start_io` calls are open
+    /// (false only for `start_io` itself).
+    fn call_isr_inner<R>(
+        &mut self,
+        sh: &AdapterShared<M>,
+        close: bool,
+        f: impl FnOnce(&mut M, &mut PortContext<'_, M>) -> R,
+    ) -> R {
         let r = {
             let mut g = sh.interrupt.lock();
             let st = &mut *g;
-            let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
+            let mut ctx = PortContext { core: &mut st.core };
+            if close && std::mem::take(&mut self.starts_open) {
+                st.miniport.start_io_batch_done(&mut ctx);
+            }
+            let r = f(&mut st.miniport, &mut ctx);
             self.snapshot(&mut st.core);
             r
         };
@@ -1243,11 +1322,15 @@ impl<M: Miniport> Runner<M> {
 
     /// One pass of the deferred stage.
     fn round(&mut self, sh: &AdapterShared<M>) {
-        {
+        // Plain loads first: the atomic read-modify-writes and locks below are taken only when
+        // there is something to take (most rounds only accept, start and complete requests).
+        if sh.sink_count.load(Ordering::Acquire) as usize != self.sinks.len() {
             let mut new = sh.new_sinks.lock();
             self.sinks.append(&mut new);
         }
-        self.control(sh);
+        if sh.control_pending.load(Ordering::Acquire) {
+            self.control(sh);
+        }
         {
             let mut inc = sh.incoming.lock();
             std::mem::swap(&mut *inc, &mut self.incoming_spare);
@@ -1258,11 +1341,11 @@ impl<M: Miniport> Runner<M> {
         }
         self.incoming_spare = incoming;
 
-        let ticks = sh.ticks_pending.swap(0, Ordering::AcqRel);
+        let ticks = take_u32(&sh.ticks_pending);
         for _ in 0..ticks {
             self.tick(sh);
         }
-        let fired = sh.timer_fired.swap(0, Ordering::AcqRel);
+        let fired = take_u64(&sh.timer_fired);
         if (fired != 0 && fired == self.timer_generation)
             || (self.adapter.held_timer && !self.adapter.masked)
         {
@@ -1275,10 +1358,10 @@ impl<M: Miniport> Runner<M> {
                 }
             }
         }
-        if sh.interrupt_pending.swap(false, Ordering::AcqRel) {
+        if take_flag(&sh.interrupt_pending) {
             self.interrupt(sh);
         }
-        if sh.latch_dirty.swap(false, Ordering::AcqRel) {
+        if take_flag(&sh.latch_dirty) {
             self.call_isr(sh, |_, _| ());
         }
         self.run_deferred(sh);
@@ -1429,15 +1512,15 @@ impl<M: Miniport> Runner<M> {
             }
         }
         let status = srb.srb_status.status();
-        let lu_counters = lu.map(|l| self.lus[l as usize].counters.clone());
+        let lu_counters = lu.map(|l| &self.lus[l as usize].counters);
         if status == SrbStatus::REQUEST_FLUSHED {
             sh.shared.counters.flushed();
-            if let Some(c) = &lu_counters {
+            if let Some(c) = lu_counters {
                 c.flushed();
             }
         } else if status == SrbStatus::ABORTED {
             sh.shared.counters.aborted();
-            if let Some(c) = &lu_counters {
+            if let Some(c) = lu_counters {
                 c.aborted();
             }
         }
@@ -1728,8 +1811,19 @@ impl<M: Miniport> Runner<M> {
         None
     }
 
-    /// Starts requests while the adapter takes them (`IoStartNextPacket` / `ScsiPortStartIo`).
+    /// Starts requests while the adapter takes them (`IoStartNextPacket` / `ScsiPortStartIo`),
+    /// then closes the run of `start_io` calls (`start_io_batch_done`, the miniport's doorbell;
+    /// half duplex) — what completes there may let more start.
     fn dispatch(&mut self, sh: &AdapterShared<M>) {
+        self.dispatch_pass(sh);
+        while self.starts_open {
+            self.call_isr(sh, |_, _| ());
+            self.dispatch_pass(sh);
+        }
+    }
+
+    /// One pass of [`dispatch`](Self::dispatch): starts requests until none can start.
+    fn dispatch_pass(&mut self, sh: &AdapterShared<M>) {
         let max_depth = sh.config.max_queue_depth_per_lu.max(1);
         loop {
             self.run_deferred(sh);
@@ -1869,7 +1963,9 @@ impl<M: Miniport> Runner<M> {
             starts.push_back(PendingStart { id, srb });
             return;
         }
-        self.call(sh, |m, ctx| {
+        // Half duplex: the run of start_io calls stays open (no start_io_batch_done) until the
+        // next other routine or the end of `dispatch`.
+        self.call_isr_inner(sh, false, |m, ctx| {
             let core = &mut *ctx.core;
             core.lu_ext.entry(address).or_default();
             let e = &mut core.active[slot as usize];
@@ -1881,6 +1977,7 @@ impl<M: Miniport> Runner<M> {
             };
             m.start_io(ctx, r)
         });
+        self.starts_open = true;
     }
 
     /// A request came back from the miniport (`SpiProcessCompletedRequest`).
@@ -2383,11 +2480,11 @@ impl<M: Miniport> Runner<M> {
     fn control(&mut self, sh: &AdapterShared<M>) {
         let (shutdown, stop, restart) = {
             let c = sh.control.lock();
-            (
-                c.shutdown_requested && !c.shutdown_done,
-                c.stop_requested,
-                c.restart_requested,
-            )
+            let shutdown = c.shutdown_requested && !c.shutdown_done;
+            if !shutdown && !c.stop_requested && !c.restart_requested {
+                sh.control_pending.store(false, Ordering::Release);
+            }
+            (shutdown, c.stop_requested, c.restart_requested)
         };
         if shutdown {
             return self.shutdown(sh);

@@ -163,6 +163,7 @@ pub enum InitializeError {
 /// The operations of an adapter independent of its miniport type.
 pub(crate) trait AdapterObject: Send + Sync {
     fn submit(&self, sink: u32, srb: Srb);
+    fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>);
     fn register_sink(&self, sink: Arc<dyn CompletionSink>) -> u32;
     fn execute_and_wait(&self, srb: Srb) -> Result<Srb, WaitError>;
     fn tick(&self);
@@ -197,6 +198,9 @@ pub(crate) trait AdapterObject: Send + Sync {
 impl<M: Miniport> AdapterObject for AdapterShared<M> {
     fn submit(&self, sink: u32, srb: Srb) {
         AdapterShared::submit(self, sink, srb)
+    }
+    fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>) {
+        AdapterShared::submit_batch(self, sink, srbs)
     }
     fn register_sink(&self, sink: Arc<dyn CompletionSink>) -> u32 {
         AdapterShared::register_sink(self, sink)
@@ -585,6 +589,14 @@ impl Submitter {
     /// `start_io` and sinks) on the calling thread.
     pub fn submit(&self, srb: Srb) {
         self.adapter.inner.submit(self.sink, srb)
+    }
+
+    /// Hands every SRB of `srbs` to the port at once (drains it, keeping its capacity): one
+    /// request for the deferred stage for the whole batch, so they start in one dispatch pass
+    /// (and the miniport gets one `start_io_batch_done` for them). Otherwise like
+    /// [`submit`](Self::submit).
+    pub fn submit_batch(&self, srbs: &mut Vec<Srb>) {
+        self.adapter.inner.submit_batch(self.sink, srbs)
     }
 
     /// The adapter this submitter talks to.

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 /// What an interrupt line is wired to (the adapter).
 pub(crate) trait InterruptTarget: Send + Sync {
@@ -9,8 +10,23 @@ pub(crate) trait InterruptTarget: Send + Sync {
     fn raise_interrupt(&self);
 }
 
+/// What a miniport's "hardware" offers a thread that has nothing to do but wait for the
+/// adapter's completions: a way to wait for the hardware itself (an io_uring completion
+/// queue, a device's doorbell), so that thread can take the interrupt
+/// ([`InterruptLine::take_interrupt`]) instead of sleeping until another thread — the one the
+/// hardware normally interrupts — has run the interrupt routine and the deferred stage and
+/// woken it. Registered with [`InterruptLine::set_wait`].
+pub trait InterruptWait: Send + Sync {
+    /// Blocks the calling thread (no adapter lock held) for at most `timeout` until the
+    /// hardware has, or may have, work for the interrupt routine. Returns `None` at once when
+    /// waiting makes no sense now (nothing in flight); otherwise `Some(raise)`: whether the
+    /// line should be raised on this thread.
+    fn wait(&self, timeout: Duration) -> Option<bool>;
+}
+
 struct LineInner {
     target: OnceLock<Weak<dyn InterruptTarget>>,
+    wait: OnceLock<Arc<dyn InterruptWait>>,
     raised_before_connect: AtomicBool,
     raised: AtomicU64,
 }
@@ -42,6 +58,7 @@ impl InterruptLine {
         Self {
             inner: Arc::new(LineInner {
                 target: OnceLock::new(),
+                wait: OnceLock::new(),
                 raised_before_connect: AtomicBool::new(false),
                 raised: AtomicU64::new(0),
             }),
@@ -81,6 +98,38 @@ impl InterruptLine {
     fn raise_connected(&self) {
         if let Some(t) = self.inner.target.get().and_then(Weak::upgrade) {
             t.raise_interrupt();
+        }
+    }
+
+    /// Registers the hardware's wait (once; later calls are ignored). For the miniport's
+    /// hardware side, at `find_adapter` or `initialize`.
+    pub fn set_wait(&self, wait: Arc<dyn InterruptWait>) {
+        let _ = self.inner.wait.set(wait);
+    }
+
+    /// Polled completion: a thread that would otherwise sleep until its completions arrive
+    /// waits for the adapter's hardware (at most `timeout`) and, when the hardware has work,
+    /// raises the line itself — so the interrupt routine and the deferred stage run on this
+    /// thread (if no other thread is running them) and its completions reach its sink here,
+    /// without a thread hop, as fio reaps its own io_uring.
+    ///
+    /// Returns false at once when the hardware offers no wait ([`set_wait`](Self::set_wait))
+    /// or has nothing in flight: the caller then sleeps its own way (its sink wakes it). True
+    /// when it waited (whether or not anything came): the caller looks at its sink again.
+    /// Another thread may deliver this thread's completions meanwhile; keep `timeout` short
+    /// (a millisecond or so) if nothing else would end the wait.
+    pub fn take_interrupt(&self, timeout: Duration) -> bool {
+        let Some(wait) = self.inner.wait.get() else {
+            return false;
+        };
+        match wait.wait(timeout) {
+            None => false,
+            Some(raise) => {
+                if raise {
+                    self.raise();
+                }
+                true
+            }
         }
     }
 

@@ -362,6 +362,17 @@ pub trait Miniport: Sized + Send + 'static {
     /// could not even start (it must still complete it).
     fn start_io(&mut self, port: &mut PortContext<'_, Self>, srb: SrbRef) -> bool;
 
+    /// The end of a run of [`start_io`](Miniport::start_io) calls: the port calls it under the
+    /// interrupt lock after it has started what it could in one pass of its deferred stage
+    /// (one or many requests), and always before it calls any other routine — so a miniport may
+    /// queue work in `start_io` and hand it to its hardware here in one go (the doorbell; Linux
+    /// blk-mq's `commit_rqs`). It may complete requests and latch notifications like any
+    /// routine. Half-duplex adapters only (a full-duplex `start_io` runs under the StartIo lock,
+    /// outside this order). Default: nothing.
+    fn start_io_batch_done(&mut self, port: &mut PortContext<'_, Self>) {
+        let _ = port;
+    }
+
     /// `HwScsiResetBus`: reset bus `path_id` and complete its outstanding requests with
     /// BUS_RESET (e.g. `port.complete_requests(AddressFilter::bus(path_id), BUS_RESET)`), then
     /// latch NextRequest. Under the interrupt lock.

@@ -126,6 +126,22 @@ impl Engine {
         }
     }
 
+    /// Like [`submit`](Self::submit), but io_uring only queues the request until
+    /// [`flush`](Self::flush) (the thread pool starts it at once).
+    pub(crate) fn queue(&mut self, req: IoRequest) -> Option<IoDone> {
+        match self {
+            Engine::Uring(u) => u.queue(req),
+            Engine::Threads(t) => t.submit(req),
+        }
+    }
+
+    /// Hands every queued request to the kernel (one `io_uring_enter`).
+    pub(crate) fn flush(&mut self) {
+        if let Engine::Uring(u) = self {
+            u.flush();
+        }
+    }
+
     /// Appends every finished request to `out` without blocking; returns how many.
     pub(crate) fn reap(&mut self, out: &mut Vec<IoDone>) -> usize {
         match self {
@@ -140,6 +156,22 @@ impl Engine {
         match self {
             Engine::Uring(u) => u.wait(out, timeout),
             Engine::Threads(t) => t.wait(out, timeout),
+        }
+    }
+
+    /// Masks the engine's interrupt while a miniport routine runs (io_uring; the thread pool
+    /// always interrupts).
+    pub(crate) fn mask_irq(&mut self) {
+        if let Engine::Uring(u) = self {
+            u.mask_irq();
+        }
+    }
+
+    /// Unmasks it; true when completions are waiting to be reaped by the routine.
+    pub(crate) fn unmask_irq(&mut self) -> bool {
+        match self {
+            Engine::Uring(u) => u.unmask_irq(),
+            Engine::Threads(_) => false,
         }
     }
 

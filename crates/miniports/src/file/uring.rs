@@ -7,6 +7,21 @@
 //! queue ([`UringEngine::reap`]). In the polled configuration there is no eventfd and no
 //! thread: the timer routine reaps the (memory-mapped) completion queue.
 //!
+//! **Interrupt masking.** While a miniport routine runs (interrupt lock held) the engine masks
+//! its interrupt ([`UringEngine::mask_irq`]: `IORING_CQ_EVENTFD_DISABLED`, a flag in the
+//! shared CQ ring, no system call) and reaps what is ready itself; when the routine ends it
+//! unmasks and looks at the completion queue once more ([`UringEngine::unmask_irq`]): anything
+//! that arrived meanwhile is reaped by the routine, and anything later signals the eventfd.
+//! So while a thread keeps the adapter busy — a submitter whose `start_io` calls enter the
+//! kernel, which posts the completions of its earlier requests on the way out — completions
+//! are handled on that thread without waking the interrupt thread, as fio reaps on its own
+//! thread. (No completion is lost: the kernel stores the CQ tail, then has a full barrier —
+//! `io_cqring_wake`'s `wq_has_sleeper` — before it reads the flag; unmasking is a locked
+//! read-modify-write before we read the tail. A 50 ms timed wait in the interrupt thread is a
+//! second safety net.) The ring is set up with `IORING_SETUP_COOP_TASKRUN` where the kernel
+//! has it: completions of requests the kernel punted to its workers are posted when the
+//! submitting thread next enters the kernel instead of interrupting it with an IPI.
+//!
 //! Requests belong to the thread that submitted them: when it exits, the kernel cancels those
 //! not yet started (ECANCELED). `start_io` runs on whichever thread runs the port's deferred
 //! stage, so such requests are simply submitted again (from the thread reaping them).
@@ -20,13 +35,13 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use device::IoOp;
 use device::backend::{BackendError, BackendErrorKind, FileBackend};
 use io_uring::{IoUring, opcode, squeue, types};
-use port::InterruptLine;
+use port::{InterruptLine, InterruptWait};
 use rustix::io::{Errno, ReadWriteFlags};
 use slab::Slab;
 
@@ -42,6 +57,14 @@ const MAX_RETRIES: u32 = 64;
 /// How long dropping the engine waits for requests still in the kernel before it leaks their
 /// buffers (never frees memory the kernel may still write).
 const DROP_WAIT: Duration = Duration::from_secs(10);
+
+/// `io_uring_enter` flags (linux/io_uring.h).
+const IORING_ENTER_GETEVENTS: u32 = 1 << 0;
+const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
+
+/// How long the interrupt thread waits on the eventfd before it raises the line anyway when
+/// requests are in flight (a safety net; see the module documentation).
+const IRQ_SAFETY_NET: Duration = Duration::from_millis(50);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -76,14 +99,22 @@ struct IrqThread {
 }
 
 impl IrqThread {
-    fn start(ring: &IoUring, line: InterruptLine) -> std::io::Result<IrqThread> {
+    fn start(
+        ring: &IoUring,
+        line: InterruptLine,
+        state: Arc<IrqState>,
+    ) -> std::io::Result<IrqThread> {
         let efd = Arc::new(rustix::event::eventfd(
             0,
-            rustix::event::EventfdFlags::CLOEXEC,
+            rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
         )?);
         ring.submitter().register_eventfd(efd.as_raw_fd())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (fd, flag) = (efd.clone(), stop.clone());
+        let net = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: IRQ_SAFETY_NET.as_nanos() as _,
+        };
         // Detached: it ends when `stop` is set and the eventfd written (Drop below). Not
         // joined, because the adapter may be dropped on this very thread (the last handle
         // released by a sink running in the deferred stage the interrupt started).
@@ -92,8 +123,36 @@ impl IrqThread {
             .spawn(move || {
                 let mut count = [0u8; 8];
                 loop {
+                    let mut pfd = [rustix::event::PollFd::new(
+                        &*fd,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    match rustix::event::poll(&mut pfd, Some(&net)) {
+                        Ok(0) => {
+                            // Timed out: raise only if the engine has requests in flight.
+                            if flag.load(Ordering::Acquire) {
+                                return;
+                            }
+                            if state.in_flight.load(Ordering::Acquire) > 0
+                                && state.pollers.load(Ordering::SeqCst) == 0
+                            {
+                                line.raise();
+                            }
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(Errno::INTR) => continue,
+                        Err(e) => {
+                            tracing::error!(error = %e, "file miniport: eventfd poll failed");
+                            return;
+                        }
+                    }
                     match rustix::io::read(fd.as_fd(), &mut count) {
                         Ok(_) if flag.load(Ordering::Acquire) => return,
+                        // A polling thread is waiting on the completion queue and raises the
+                        // line itself when it wakes (it looks at the queue once more after it
+                        // stops polling, so nothing signalled now is left behind).
+                        Ok(_) if state.pollers.load(Ordering::SeqCst) > 0 => {}
                         Ok(_) => line.raise(),
                         Err(Errno::INTR | Errno::AGAIN) => {}
                         Err(e) => {
@@ -114,6 +173,78 @@ impl Drop for IrqThread {
     }
 }
 
+/// What the engine shares with its interrupt thread and its [`UringWait`].
+struct IrqState {
+    /// Requests in the engine (`ops.len()`).
+    in_flight: AtomicUsize,
+    /// 1 while a thread waits in [`UringWait::wait`]: meanwhile the eventfd stays masked and
+    /// the interrupt thread does not raise the line.
+    pollers: AtomicUsize,
+}
+
+/// The ring's [`InterruptWait`]: a thread that waits for its completions (the class driver's
+/// queue, in `wait_next`) waits on the completion queue itself — `io_uring_enter` with
+/// `GETEVENTS`, which also runs the completion work the kernel queued for it as the submitter
+/// — and takes the interrupt, instead of the interrupt thread doing it and waking it.
+struct UringWait {
+    ring: Arc<IoUring>,
+    state: Arc<IrqState>,
+}
+
+impl UringWait {
+    /// A view of the completion queue that is never dropped: dropping one (or `sync`) writes
+    /// the head, which belongs to the engine. Only the flag word is changed through it, and
+    /// the head and tail read when it is made.
+    fn with_cq<R>(&self, f: impl FnOnce(&mut io_uring::CompletionQueue<'_>) -> R) -> R {
+        // SAFETY: see `UringEngine::cq`; this view reads the tail and atomically updates the
+        // flags only, and `ManuallyDrop` keeps it from storing its (stale) head on drop.
+        let mut cq = std::mem::ManuallyDrop::new(unsafe { self.ring.completion_shared() });
+        f(&mut cq)
+    }
+}
+
+impl InterruptWait for UringWait {
+    fn wait(&self, timeout: Duration) -> Option<bool> {
+        let st = &self.state;
+        if st.in_flight.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        // One poller at a time: it takes the interrupt for every submitter (their sinks wake
+        // them); a second one would only spin on a queue the first is about to reap.
+        if st
+            .pollers
+            .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_err()
+        {
+            return None;
+        }
+        self.with_cq(|cq| cq.disable_eventfd());
+        let ts = types::Timespec::new()
+            .sec(timeout.as_secs())
+            .nsec(timeout.subsec_nanos());
+        let args = types::SubmitArgs::new().timespec(&ts);
+        // `io_uring_enter(fd, 0, 1, GETEVENTS | EXT_ARG)`: submits nothing (the SQ is the
+        // engine's) and waits for one completion or the timeout.
+        // SAFETY: no SQE is submitted; the argument is a valid `io_uring_getevents_arg`
+        // (`SubmitArgs` is `repr(transparent)` over it) holding a timespec that outlives the
+        // call.
+        let r = unsafe {
+            self.ring.submitter().enter(
+                0,
+                1,
+                IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG,
+                Some(&args),
+            )
+        };
+        st.pollers.store(0, Ordering::SeqCst);
+        // Unmask, then look at the queue (a locked RMW, then the tail; `sync` would store the
+        // view's head, so a fresh view reads the tail instead).
+        self.with_cq(|cq| cq.enable_eventfd());
+        let waiting = self.with_cq(|cq| !io_uring::CompletionQueue::is_empty(cq));
+        Some(r.is_ok() || waiting)
+    }
+}
+
 /// One io_uring instance per adapter. Driven only under the adapter's interrupt lock.
 pub(crate) struct UringEngine {
     /// In-flight requests; the key is the SQE's `user_data`.
@@ -122,13 +253,18 @@ pub(crate) struct UringEngine {
     cqes: Vec<(u64, i32)>,
     /// The kernel refused `RWF_DSYNC` once: FUA writes use write + fsync from now on.
     dsync_refused: bool,
-    /// An `io_uring_enter` failed after SQEs were queued: submit again at the next chance.
+    /// SQEs are queued and not yet submitted ([`queue`](Self::queue), or an `io_uring_enter`
+    /// failed): submit at the next chance.
     unsubmitted: bool,
     /// Being dropped: cancelled requests are not resubmitted.
     closing: bool,
+    /// `ops.len()` and the pollers, shared with the interrupt thread and [`UringWait`].
+    state: Arc<IrqState>,
     irq: Option<IrqThread>,
     /// Declared last: dropped after `Drop::drop` has waited for (or leaked) every buffer.
-    ring: IoUring,
+    /// Shared with [`UringWait`], which only waits on it and flips the eventfd flag; every
+    /// submission- and completion-queue view is the engine's (under the interrupt lock).
+    ring: Arc<IoUring>,
 }
 
 impl UringEngine {
@@ -141,9 +277,33 @@ impl UringEngine {
         // Every in-flight request has at most one SQE in the kernel, so a CQ as large as the
         // slot count never overflows.
         let cq = slots.next_power_of_two().max(sq * 2);
-        let ring = IoUring::builder().setup_cqsize(cq).build(sq)?;
+        // COOP_TASKRUN (Linux 5.19): no IPI to the submitting thread for each completion the
+        // kernel's workers finish; they are posted at its next kernel entry or wake-up.
+        let ring = match IoUring::builder()
+            .setup_cqsize(cq)
+            .setup_coop_taskrun()
+            .build(sq)
+        {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(Errno::INVAL.raw_os_error()) => {
+                IoUring::builder().setup_cqsize(cq).build(sq)?
+            }
+            Err(e) => return Err(e),
+        };
+        let ring = Arc::new(ring);
+        let state = Arc::new(IrqState {
+            in_flight: AtomicUsize::new(0),
+            pollers: AtomicUsize::new(0),
+        });
         let irq = match line {
-            Some(line) => Some(IrqThread::start(&ring, line)?),
+            Some(line) => {
+                let irq = IrqThread::start(&ring, line.clone(), state.clone())?;
+                line.set_wait(Arc::new(UringWait {
+                    ring: ring.clone(),
+                    state: state.clone(),
+                }));
+                Some(irq)
+            }
             None => None,
         };
         Ok(Self {
@@ -152,9 +312,42 @@ impl UringEngine {
             dsync_refused: false,
             unsubmitted: false,
             closing: false,
+            state,
             irq,
             ring,
         })
+    }
+
+    /// Masks the interrupt (no eventfd signal for new completions) while a miniport routine
+    /// runs and reaps itself. No system call. No-op without an interrupt thread.
+    pub(crate) fn mask_irq(&mut self) {
+        if self.irq.is_some() {
+            self.cq().disable_eventfd();
+        }
+    }
+
+    /// Unmasks the interrupt; true when completions are already waiting (the caller reaps
+    /// them, masking again, before it returns). Left masked while a thread polls
+    /// ([`UringWait`]): it wakes on the completion queue itself and unmasks when it stops.
+    /// Without an interrupt thread: always false.
+    pub(crate) fn unmask_irq(&mut self) -> bool {
+        if self.irq.is_none() || self.state.pollers.load(Ordering::SeqCst) > 0 {
+            return false;
+        }
+        let mut cq = self.cq();
+        // A locked read-modify-write (a full barrier) before the tail is read below.
+        cq.enable_eventfd();
+        cq.sync();
+        !cq.is_empty()
+    }
+
+    /// The completion queue.
+    fn cq(&mut self) -> io_uring::CompletionQueue<'_> {
+        // SAFETY: the engine is the only holder of completion-queue views it drops (`&mut
+        // self`, under the adapter's interrupt lock), and it keeps none across calls.
+        // `UringWait` makes transient views that it never drops (so never writes the head) and
+        // only uses for the atomic flag and for reading the tail.
+        unsafe { self.ring.completion_shared() }
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -162,6 +355,23 @@ impl UringEngine {
     }
 
     pub(crate) fn submit(&mut self, req: IoRequest) -> Option<IoDone> {
+        self.submit_inner(req, true)
+    }
+
+    /// Like [`submit`](Self::submit), but only queues the SQE: [`flush`](Self::flush) (or the
+    /// next reap) submits everything queued with one `io_uring_enter`.
+    pub(crate) fn queue(&mut self, req: IoRequest) -> Option<IoDone> {
+        self.submit_inner(req, false)
+    }
+
+    /// Submits the queued SQEs.
+    pub(crate) fn flush(&mut self) {
+        if self.unsubmitted {
+            self.enter();
+        }
+    }
+
+    fn submit_inner(&mut self, req: IoRequest, enter: bool) -> Option<IoDone> {
         let op = req.backend_op();
         if req.len > req.buf.len() {
             return Some(req.done(Err(BackendError::new(BackendErrorKind::OutOfRange, op))));
@@ -186,16 +396,24 @@ impl UringEngine {
             stage,
             retries: 0,
         });
-        self.start(key)
+        self.state
+            .in_flight
+            .store(self.ops.len(), Ordering::Release);
+        if enter {
+            self.start(key)
+        } else {
+            self.start_queued(key)
+        }
     }
 
     pub(crate) fn reap(&mut self, out: &mut Vec<IoDone>) -> usize {
         if self.unsubmitted {
             self.enter();
         }
-        self.cqes.clear();
-        self.cqes
-            .extend(self.ring.completion().map(|c| (c.user_data(), c.result())));
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.clear();
+        cqes.extend(self.cq().map(|c| (c.user_data(), c.result())));
+        self.cqes = cqes;
         let mut n = 0;
         for i in 0..self.cqes.len() {
             let (key, res) = self.cqes[i];
@@ -238,15 +456,25 @@ impl UringEngine {
     /// Queues the next SQE of request `key` and submits it. On failure the request is
     /// finished with an error (its SQE never reached the ring, so the buffer is free).
     fn start(&mut self, key: usize) -> Option<IoDone> {
+        let done = self.start_queued(key);
+        if done.is_none() {
+            self.enter();
+        }
+        done
+    }
+
+    /// Queues the next SQE of request `key` without submitting it (`unsubmitted` is set; the
+    /// next enter takes it). On failure the request is finished with an error.
+    fn start_queued(&mut self, key: usize) -> Option<IoDone> {
         let entry = self.entry(key);
         let mut pushed = self.push(&entry);
         if !pushed {
-            // The submission queue is full of SQEs an earlier enter could not submit.
+            // The submission queue is full of SQEs not submitted yet.
             self.enter();
             pushed = self.push(&entry);
         }
         if pushed {
-            self.enter();
+            self.unsubmitted = true;
             None
         } else {
             tracing::warn!("file miniport: io_uring submission queue full");
@@ -263,7 +491,9 @@ impl UringEngine {
         // (`on_cqe`), and `Drop` waits for every outstanding CQE or leaks the buffers of
         // those that never come. Moving the `Op` inside the slab does not move the heap
         // allocation the pointer refers to.
-        unsafe { self.ring.submission().push(entry) }.is_ok()
+        // The view: the engine is the only one that makes submission-queue views (`&mut self`,
+        // under the interrupt lock), and it keeps none across calls.
+        unsafe { self.ring.submission_shared().push(entry) }.is_ok()
     }
 
     /// `io_uring_enter` for the queued SQEs.
@@ -373,6 +603,9 @@ impl UringEngine {
 
     fn finish(&mut self, key: usize, result: device::backend::BackendResult<()>) -> IoDone {
         let op = self.ops.remove(key);
+        self.state
+            .in_flight
+            .store(self.ops.len(), Ordering::Release);
         IoDone {
             tag: op.tag,
             buf: op.buf,
