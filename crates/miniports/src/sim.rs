@@ -59,8 +59,47 @@
 //!   ends the hang (and keeps the adapter busy for `slow_reset_time` after a slow reset). A hang
 //!   costs the request's TimeOutValue in port ticks plus the reset hold-off.
 //!
+//! - Bus reset detected: the hardware drops the bus's queued commands (nothing written), resets
+//!   its LUs and posts a bus-reset entry; the interrupt routine reports ResetDetected and
+//!   completes the bus's requests with BUS_RESET, which upper layers retry.
+//! - Spurious interrupt: the hardware raises the line while its completion mailbox is empty;
+//!   the interrupt routine finds nothing and returns false, and the port counts it. The
+//!   `spurious_interrupts` counters (the sim's and the port's, equal) also count raises that
+//!   coalesced with work another routine — an abort, a reset, the deferred routine — had
+//!   already reaped; `injected` counts the deliberate ones.
+//!
 //! Use a short port tick ([`port::PortOptions::tick`]) and small request timeouts to make the
 //! timeout-driven recoveries fast.
+//!
+//! # Use
+//!
+//! ```
+//! use std::sync::Arc;
+//! use device::{LogicalUnit, LuConfig, backend::RamBackend};
+//! use miniports::DiskLu;
+//! use miniports::sim::{SimAdapterConfig, SimFault, SimFaultKind, SimHwContext, SimMiniport};
+//! use port::{Address, DataDirection, PortOptions, Srb, SrbStatus};
+//!
+//! let lu = Arc::new(LogicalUnit::new(
+//!     LuConfig::default(),
+//!     Arc::new(RamBackend::new(2048, 512).unwrap()),
+//! ));
+//! let hw = SimAdapterConfig::new(vec![DiskLu { address: Address::new(0, 0, 0), lu }]);
+//! let control = hw.control();
+//! // Or port::initialize_storport::<SimMiniport>.
+//! let adapter = port::initialize::<SimMiniport>(SimHwContext::single(hw), PortOptions::default())
+//!     .unwrap()
+//!     .remove(0);
+//! control.inject(SimFault::SelectionTimeout);
+//! let mut w = Srb::execute_scsi(Address::new(0, 0, 0), &[0x2A, 0, 0, 0, 0, 0, 0, 0, 1, 0])
+//!     .unwrap()
+//!     .with_data(vec![0xA5; 512], 512, DataDirection::Out);
+//! w.flags.insert(port::SrbFlags::NO_QUEUE_FREEZE);
+//! let w = adapter.execute_and_wait(w).unwrap();
+//! assert_eq!(w.srb_status.status(), SrbStatus::SELECTION_TIMEOUT);
+//! assert_eq!(control.counters().injected[SimFaultKind::SelectionTimeout.index()], 1);
+//! adapter.shutdown().unwrap();
+//! ```
 
 mod fault;
 mod hardware;
