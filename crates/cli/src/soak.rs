@@ -94,6 +94,10 @@ pub struct SoakArgs {
     /// Directory for the file-backed LU (default /dev/shm, else the temp dir).
     #[arg(long)]
     pub dir: Option<std::path::PathBuf>,
+    /// Every this often (on average) one random adapter, file-backed included, is stopped
+    /// and restarted (`adapter_control`) or has its bus reset, under load. `0s`: never.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_or_zero)]
+    pub events_every: Duration,
     /// Self-check of the verifier: before the final read-back, zero the first client's
     /// region of the file-backed LU behind its back. The run must then FAIL with lost writes.
     #[arg(long, hide = true)]
@@ -121,6 +125,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Err(format!("{s:?}: must be more than 0 and at most a week"));
     }
     Ok(Duration::from_secs_f64(secs))
+}
+
+/// [`parse_duration`], or `0` / `0s` for none.
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    match s.trim() {
+        "0" | "0s" | "0ms" => Ok(Duration::ZERO),
+        other => parse_duration(other),
+    }
 }
 
 /// One LU of the soak.
@@ -321,6 +333,75 @@ fn inject_faults(sims: &[SimControl], rate: f64, seed: u64, stop: &AtomicU8) {
     }
 }
 
+/// Adapter events the soak caused under load.
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct EventFigures {
+    /// `adapter_control` stop + restart pairs that succeeded.
+    pub stop_restarts: u64,
+    /// Bus resets (SRB_FUNCTION_RESET_BUS) that succeeded.
+    pub bus_resets: u64,
+    /// Events that failed (the port refused or timed out).
+    pub failed: u64,
+}
+
+/// Every `every` on average, stops and restarts a random adapter or resets its bus, until
+/// `stop` is set. Runs on its own thread; each event is bounded by the port's timeouts.
+fn adapter_events(
+    adapters: &[Adapter],
+    every: Duration,
+    seed: u64,
+    stop: &AtomicU8,
+    failures: &parking_lot::Mutex<Vec<String>>,
+) -> EventFigures {
+    let mut figures = EventFigures::default();
+    if every.is_zero() || adapters.is_empty() {
+        return figures;
+    }
+    let mut rng = seed ^ 0x00ad_a97e;
+    let timeout = Duration::from_secs(30);
+    'run: loop {
+        // A random pause of 0.5 to 1.5 times `every`, watching `stop`.
+        let r = pattern::splitmix(&mut rng);
+        let pause = every.mul_f64(0.5 + (r % 1000) as f64 / 1000.0);
+        let until = Instant::now() + pause;
+        while Instant::now() < until {
+            if stop.load(Ordering::Acquire) != 0 {
+                break 'run;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let i = (r >> 16) as usize % adapters.len();
+        let a = &adapters[i];
+        let result = if (r >> 40).is_multiple_of(2) {
+            a.stop(timeout)
+                .map_err(|e| format!("stop: {e}"))
+                .and_then(|()| {
+                    std::thread::sleep(Duration::from_millis(100));
+                    a.restart(timeout).map_err(|e| format!("restart: {e}"))
+                })
+                .map(|()| figures.stop_restarts += 1)
+        } else {
+            let srb = port::queue_request(port::SrbFunction::ResetBus, Address::new(0, 0, 0));
+            match a.execute_and_wait(srb) {
+                Ok(done) if done.srb_status.is_success() => {
+                    figures.bus_resets += 1;
+                    Ok(())
+                }
+                Ok(done) => Err(format!("bus reset: SRB status {}", done.srb_status.name())),
+                Err(e) => Err(format!("bus reset: {e}")),
+            }
+        };
+        if let Err(e) = result {
+            figures.failed += 1;
+            let mut f = failures.lock();
+            if f.len() < 8 {
+                f.push(format!("adapter {i}: {e}"));
+            }
+        }
+    }
+    figures
+}
+
 /// Adapter-level figures at the end.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct PortFigures {
@@ -336,6 +417,11 @@ pub struct PortFigures {
     pub late_completions: u64,
     /// Interrupts nobody claimed.
     pub spurious_interrupts: u64,
+    /// Late completions the simulated hardware delivered (each must be one the port dropped:
+    /// equal to the port's count on the sim adapters).
+    pub sim_late_completions: u64,
+    /// The port's late completions on the sim adapters alone.
+    pub sim_port_late_completions: u64,
 }
 
 /// The whole report.
@@ -383,6 +469,8 @@ pub struct SoakReport {
     pub class_retries: u64,
     /// Adapter-level figures.
     pub port: PortFigures,
+    /// Stops, restarts and bus resets under load.
+    pub events: EventFigures,
     /// What went wrong, described.
     pub violations: Vec<String>,
     /// No violation.
@@ -458,6 +546,16 @@ impl SoakReport {
             p.late_completions,
             p.spurious_interrupts,
             p.outstanding
+        );
+        let _ = writeln!(
+            s,
+            "late completions delivered by the sim hardware: {}, dropped by the port: {}",
+            p.sim_late_completions, p.sim_port_late_completions
+        );
+        let _ = writeln!(
+            s,
+            "events under load: {} adapter stop+restart, {} bus resets, {} failed",
+            self.events.stop_restarts, self.events.bus_resets, self.events.failed
         );
         let rows = [
             ("writes acknowledged", self.writes_acked),
@@ -596,6 +694,18 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
             .spawn(move || inject_faults(&sims, rate, seed, &stop))?
     };
 
+    let stop_events = Arc::new(AtomicU8::new(0));
+    let event_failures = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let events = {
+        let adapters = rig.adapters.clone();
+        let stop = stop_events.clone();
+        let failures = event_failures.clone();
+        let (every, seed) = (args.events_every, args.seed);
+        std::thread::Builder::new()
+            .name("soak-events".into())
+            .spawn(move || adapter_events(&adapters, every, seed, &stop, &failures))?
+    };
+
     // Run, watching for hung clients.
     let mut violations = Vec::new();
     let mut hung = vec![false; progress.len()];
@@ -639,7 +749,10 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
     }
     let run_seconds = control.start.elapsed().as_secs_f64();
 
-    // Drain with the faults still firing, then quiesce them.
+    // No more adapter events; drain with the faults still firing, then quiesce them.
+    stop_events.store(1, Ordering::Release);
+    let events = events.join().unwrap_or_default();
+    violations.extend(event_failures.lock().iter().cloned());
     control.phase.store(clients::PHASE_DRAIN, Ordering::Release);
     let drain_deadline = Instant::now() + control.drain_timeout + Duration::from_secs(5);
     while progress.iter().any(|p| !p.drained.load(Ordering::Acquire))
@@ -699,6 +812,23 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
         port_figures.late_completions += c.late_completions;
         port_figures.spurious_interrupts += c.spurious_interrupts;
     }
+    // Every late completion the sim hardware delivered must be one the port dropped. Read
+    // the sim's count on both sides of the port's, so that a delivery in between is seen.
+    for _ in 0..100 {
+        let sim =
+            |rig: &Rig| -> u64 { rig.sims.iter().map(|s| s.counters().late_completions).sum() };
+        let before = sim(&rig);
+        let port_side: u64 = rig.adapters[..rig.sims.len()]
+            .iter()
+            .map(|a| a.port_counters().late_completions)
+            .sum();
+        if sim(&rig) == before {
+            port_figures.sim_late_completions = before;
+            port_figures.sim_port_late_completions = port_side;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let mut faults = [0u64; 9];
     for s in &rig.sims {
         for (f, n) in faults.iter_mut().zip(s.counters().injected) {
@@ -737,6 +867,7 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
         }),
         class_retries: sum(&|c| c.retries),
         port: port_figures,
+        events,
         violations: Vec::new(),
         pass: false,
         clients: reports,
@@ -746,6 +877,12 @@ pub fn run(args: &SoakArgs) -> Result<SoakReport> {
         if let Some(e) = &c.session_lost {
             violations.push(format!("{}: {e}", c.name));
         }
+    }
+    if report.port.sim_late_completions != report.port.sim_port_late_completions {
+        violations.push(format!(
+            "the sim hardware delivered {} late completions, the port dropped {}",
+            report.port.sim_late_completions, report.port.sim_port_late_completions
+        ));
     }
     if report.port.outstanding != 0 {
         violations.push(format!(

@@ -43,7 +43,16 @@ fn num(v: &Value, key: &str) -> u64 {
 #[test]
 fn soak_45s_under_every_fault_kind_loses_nothing() {
     let (code, r) = soak(
-        &["--duration", "45s", "--fault-rate", "2", "--seed", "7"],
+        &[
+            "--duration",
+            "45s",
+            "--fault-rate",
+            "2",
+            "--events-every",
+            "3s",
+            "--seed",
+            "7",
+        ],
         Duration::from_secs(200),
     );
     let table = format!("{:#}", r["violations"]);
@@ -73,6 +82,18 @@ fn soak_45s_under_every_fault_kind_loses_nothing() {
     assert!(num(&r["port"], "timeouts") > 0);
     assert!(num(&r["port"], "resets") > 0);
     assert!(num(&r["port"], "late_completions") > 0);
+    assert_eq!(
+        num(&r["port"], "sim_late_completions"),
+        num(&r["port"], "sim_port_late_completions"),
+        "every late completion the sim delivered was dropped by the port"
+    );
+    // Adapter stops/restarts and bus resets happened under load, and none failed.
+    let ev = &r["events"];
+    assert!(
+        num(ev, "stop_restarts") + num(ev, "bus_resets") >= 2,
+        "{ev}"
+    );
+    assert_eq!(num(ev, "failed"), 0, "{ev}");
 
     // I/O made progress on every client, some writes failed (so old-or-new was exercised),
     // and the final read-back checked blocks.
