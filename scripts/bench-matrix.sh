@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The in-process benchmark matrix of issue 5: `scsiport bench` 4 KiB randread at QD 1 and 32,
 # 1 and 2 submitting threads, both port models, null/ram/file miniports (file on /dev/shm), and
-# fio with ioengine=io_uring on the same file at the same depths, side by side in one run.
+# fio with ioengine=io_uring on the same file at the same depths, each fio run followed at once
+# by the file miniport under both models, with their share of fio's IOPS (machines shared with
+# other work drift: back-to-back runs keep the ratio honest).
 #   scripts/bench-matrix.sh [SECONDS]      (default 3 s per cell)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,12 +35,21 @@ PY
   done
 done
 echo
-echo "fio, ioengine=io_uring, 4 KiB randread on $file"
+echo "fio, ioengine=io_uring, 4 KiB randread on $file, each followed at once by the file miniport"
+echo "under both models at the same depth and thread count (IOPS, and % of fio's)"
+ms=$(python3 -c "print(max(1, int(float('$secs') * 1000)))")
 for qd in 1 32; do
   for thr in 1 2; do
     iops=$(fio --name=r --filename="$file" --ioengine=io_uring --rw=randread --bs=4k \
-            --iodepth="$qd" --numjobs="$thr" --group_reporting --time_based --runtime="$(python3 -c "print(max(1, int(float('$secs') * 1000)))")ms" \
+            --iodepth="$qd" --numjobs="$thr" --group_reporting --time_based --runtime="${ms}ms" \
             --size=1G --output-format=json | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))')
-    printf 'fio        file  io_uring %3s %3s %12s\n' "$qd" "$thr" "$iops"
+    printf 'fio        file  io_uring %3s %3s %12s' "$qd" "$thr" "$iops"
+    for model in storport scsiport; do
+      mine=$("$bin" bench --model "$model" --miniport "file:$file" --pattern randread --bs 4096 \
+              --qd "$qd" --threads "$thr" --seconds "$secs" --size $((1<<30)) --json \
+              | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["iops"]))')
+      printf '   %s %9s %4s%%' "$model" "$mine" "$(python3 -c "print(round(100 * $mine / max(1, $iops)))")"
+    done
+    echo
   done
 done

@@ -18,7 +18,8 @@
 //!     fn initialize(&mut self, port) -> bool
 //!     fn start_io(&mut self, port, srb: SrbRef) -> bool  // complete now or keep the SrbRef
 //!     fn reset_bus(&mut self, port, path_id) -> bool
-//!     // optional: interrupt, dma_started, adapter_state, adapter_control, wmi
+//!     // optional: interrupt, dma_started, adapter_state, adapter_control, wmi,
+//!     // start_io_batch_done (the doorbell after a run of start_io calls)
 //! }
 //! ```
 //!
@@ -41,6 +42,8 @@
 //! let lus = adapters[0].logical_units();              // address + INQUIRY data of each LU
 //! let submitter = adapters[0].submitter(my_sink);     // once per connection / queue
 //! submitter.submit(srb);                              // never blocks, never fails
+//! submitter.submit_batch(&mut srbs);                  // several: one deferred-stage pass
+//! adapters[0].interrupt_line().take_interrupt(t);     // polled completion (see InterruptWait)
 //! // ... my_sink.complete(srb) is called exactly once per submitted srb
 //! adapters[0].shutdown()?;                            // completes everything outstanding
 //! ```
