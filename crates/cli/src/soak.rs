@@ -79,7 +79,7 @@ pub struct SoakArgs {
     /// Blocks (512 bytes) each client owns on each LU.
     #[arg(long, default_value_t = 1024)]
     pub region_blocks: u64,
-    /// Commands each client keeps in flight (per LU for class clients).
+    /// Commands each iSCSI session keeps in flight; class clients keep half as many per LU.
     #[arg(long, default_value_t = 8)]
     pub depth: u32,
     /// A client with commands in flight and no completion for this long is hung.
