@@ -213,6 +213,10 @@ pub struct Counters {
     pub flushed: u64,
     /// Requests completed as ABORTED.
     pub aborted: u64,
+    /// Failed EXECUTE_SCSI completions by kind, in `port::ErrorKind::ALL` order
+    /// (check condition, selection timeout, bus reset, aborted, other).
+    #[serde(default)]
+    pub error_kinds: [u64; port::ErrorKind::COUNT],
     /// Requests submitted to the port and not yet completed (queue depth; a gauge).
     #[serde(default)]
     pub outstanding: u64,
@@ -267,6 +271,7 @@ impl From<Statistics> for Counters {
             busy: s.busy,
             flushed: s.flushed,
             aborted: s.aborted,
+            error_kinds: s.error_kinds,
             outstanding: s.outstanding,
             latency: s.latency.into(),
         }

@@ -122,6 +122,25 @@ pub fn render(sample: &StatSample, sessions: usize) -> String {
     }
     let _ = writeln!(
         out,
+        "# HELP scsiport_lu_errors_by_kind_total Failed commands by kind \
+         (check_condition, selection_timeout, bus_reset, aborted, other)."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_lu_errors_by_kind_total counter");
+    for a in &sample.adapters {
+        for lu in &a.lus {
+            let labels = lu_labels(&a.name, lu);
+            for kind in port::ErrorKind::ALL {
+                let _ = writeln!(
+                    out,
+                    "scsiport_lu_errors_by_kind_total{{{labels},kind=\"{}\"}} {}",
+                    kind.name(),
+                    lu.counters.error_kinds[kind as usize]
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
         "# HELP scsiport_lu_outstanding Requests submitted to the port and not yet completed."
     );
     let _ = writeln!(out, "# TYPE scsiport_lu_outstanding gauge");
@@ -342,6 +361,7 @@ mod tests {
                     counters: Counters {
                         reads: 7,
                         bytes_read: 3584,
+                        error_kinds: [0, 0, 3, 0, 1],
                         outstanding: 4,
                         latency: Latency {
                             // 2 in [4, 8) µs, 1 in [1024, 2048) µs, 1 in the open last bucket.
@@ -374,6 +394,22 @@ mod tests {
         assert!(text.contains("scsiport_adapter_stopped{adapter=\"a\\\"0\"} 1\n"));
         assert!(text.contains("scsiport_iscsi_sessions 2\n"));
         assert!(text.contains("# TYPE scsiport_lu_writes_total counter\n"));
+        let kind = |k: &str| lu.replacen('}', &format!(",kind=\"{k}\"}}"), 1);
+        assert!(
+            text.contains(&format!(
+                "scsiport_lu_errors_by_kind_total{} 3\n",
+                kind("bus_reset")
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "scsiport_lu_errors_by_kind_total{} 1\n",
+            kind("other")
+        )));
+        assert!(text.contains(&format!(
+            "scsiport_lu_errors_by_kind_total{} 0\n",
+            kind("check_condition")
+        )));
         assert!(
             text.contains(&format!("scsiport_lu_outstanding{lu} 4\n")),
             "{text}"
