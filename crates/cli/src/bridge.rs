@@ -48,6 +48,8 @@ const CONTROL_BIT: u64 = 1 << 63;
 struct InFlight {
     /// The task while its SRB is in the port, by slab key.
     tasks: Slab<ParkedTask>,
+    /// Counts parked tasks; its low 32 bits tell reuses of one slab key apart in cookies.
+    parked: u32,
     /// Completed control requests by cookie.
     control_done: Vec<(u64, Srb)>,
 }
@@ -158,6 +160,7 @@ impl PortService {
         let shared = Arc::new(Shared {
             inflight: Mutex::new(InFlight {
                 tasks: Slab::with_capacity(1024),
+                parked: 0,
                 control_done: Vec::new(),
             }),
             control_cv: Condvar::new(),
@@ -244,13 +247,14 @@ impl PortService {
 
 impl ScsiService for PortService {
     fn submit(&self, mut task: ScsiTask) {
-        let Some(route) = self.route(task.lu).cloned() else {
+        // Copied out of the route: cloning it would touch the LU's shared reference count.
+        let Some((adapter, address)) = self.route(task.lu).map(|r| (r.adapter, r.address)) else {
             task.check_condition(0x05, 0x25, 0x00);
             task.complete();
             return;
         };
         let cdb_len = scsi::cdb::cdb_len(&task.cdb).unwrap_or(16).min(16);
-        let Some(mut srb) = Srb::execute_scsi(route.address, &task.cdb[..cdb_len]) else {
+        let Some(mut srb) = Srb::execute_scsi(address, &task.cdb[..cdb_len]) else {
             task.check_condition(0x05, 0x24, 0x00);
             task.complete();
             return;
@@ -287,20 +291,21 @@ impl ScsiService for PortService {
             srb.flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
             srb.queue_action = action;
         }
-        let seq = self.next_seq();
         {
             let mut inflight = self.shared.inflight.lock();
+            inflight.parked = inflight.parked.wrapping_add(1);
+            let seq = u64::from(inflight.parked & !(1 << 31));
             let entry = inflight.tasks.vacant_entry();
             let cookie = (seq << 32) | entry.key() as u64;
             srb.original_request = cookie;
             entry.insert(ParkedTask {
                 task,
                 cookie,
-                adapter: route.adapter,
-                address: route.address,
+                adapter,
+                address,
             });
         }
-        self.adapters[route.adapter].1.submit(srb);
+        self.adapters[adapter].1.submit(srb);
     }
 
     fn task_management(&self, request: &TmfRequest) -> TmfResponse {

@@ -15,17 +15,19 @@
 //! the initiator recovers by logging in again (session reinstatement).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use slab::Slab;
 
 use crate::chap::{self, Challenge, ChapAlgorithm};
 use crate::config::{ChapConfig, TargetConfig};
 use crate::params::{self, KeyOutcome, Negotiated, SessionType};
 use crate::pdu::{
-    self, Bhs, DecodeError, FrameLimits, Opcode, Pdu, RESERVED_TAG, RejectReason, Residual, SeqNums,
+    self, Bhs, DecodeError, FrameLimits, Opcode, PduRef, RESERVED_TAG, RejectReason, Residual,
+    SeqNums,
 };
 use crate::registry::{ConnControl, Shared};
 use crate::service::{
@@ -168,7 +170,7 @@ pub struct Connection {
     login: Option<Box<Login>>,
     session: Option<SessionInfo>,
     tasks: Slab<Task>,
-    by_itt: HashMap<u32, usize>,
+    by_itt: IttMap,
     generation: u32,
     queue: Arc<CompletionQueue>,
     completed: VecDeque<ScsiTask>,
@@ -185,6 +187,29 @@ pub struct Connection {
     waiting: VecDeque<(usize, u32)>,
     /// Highest MaxCmdSN advertised.
     max_cmd_sn: std::cell::Cell<u32>,
+}
+
+/// Slab keys of the connection's tasks by Initiator Task Tag.
+type IttMap = HashMap<u32, usize, BuildHasherDefault<IttHasher>>;
+
+/// Hash of an Initiator Task Tag: one multiply instead of SipHash on every
+/// command. Tags are the initiator's choice, but the table holds at most the
+/// session's task window, so even a deliberately bad spread costs little.
+#[derive(Default, Clone, Copy)]
+struct IttHasher(u64);
+
+impl Hasher for IttHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(32) ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
 }
 
 fn decode_lun(lun: u64) -> Option<u16> {
@@ -247,7 +272,7 @@ impl Connection {
             })),
             session: None,
             tasks: Slab::new(),
-            by_itt: HashMap::new(),
+            by_itt: IttMap::default(),
             generation: 0,
             queue: CompletionQueue::new(),
             completed: VecDeque::new(),
@@ -349,11 +374,19 @@ impl Connection {
         }
     }
 
-    /// Consumes as many whole PDUs from `input` as possible.
-    pub fn receive(&mut self, input: &mut BytesMut) {
+    /// Consumes as many whole PDUs from `input` as possible; returns how
+    /// many. Each PDU is handled in place in `input` (no copy) and then
+    /// removed from it.
+    pub fn receive(&mut self, input: &mut BytesMut) -> usize {
+        let mut pdus = 0;
         while self.close.is_none() && self.out.len() < OUT_HIGH_WATER {
-            match pdu::decode(input, &self.limits) {
-                Ok(Some(p)) => self.on_pdu(p),
+            let limits = self.limits;
+            match pdu::decode_ref(input, &limits) {
+                Ok(Some((p, len))) => {
+                    self.on_pdu(p);
+                    input.advance(len);
+                    pdus += 1;
+                }
                 Ok(None) => break,
                 Err(DecodeError::HeaderDigest) => {
                     self.fail("header digest error");
@@ -369,9 +402,10 @@ impl Connection {
             }
         }
         self.pump_waiting();
+        pdus
     }
 
-    fn on_pdu(&mut self, p: Pdu) {
+    fn on_pdu(&mut self, p: PduRef<'_>) {
         match self.state {
             State::Login => match p.bhs.opcode() {
                 Some(Opcode::LoginRequest) => self.on_login(p),
@@ -427,7 +461,7 @@ impl Connection {
         }
     }
 
-    fn on_login(&mut self, p: Pdu) {
+    fn on_login(&mut self, p: PduRef<'_>) {
         let req = pdu::LoginRequest::parse(&p.bhs);
         let mut login = self.login.take().expect("login state");
         if login.first {
@@ -443,7 +477,7 @@ impl Connection {
             self.login_fail(&req, 0x0200);
             return;
         }
-        login.partial.extend_from_slice(&p.data);
+        login.partial.extend_from_slice(p.data);
         if req.cont {
             self.login = Some(login);
             self.login_reply(&req, false, 0, &[], 0);
@@ -583,6 +617,7 @@ impl Connection {
             self.tasks.reserve(cap);
             self.by_itt.reserve(cap);
             self.completed.reserve(cap);
+            self.queue.reserve(cap);
             self.waiting.reserve(cap);
             return;
         }
@@ -836,7 +871,7 @@ impl Connection {
             .is_some_and(|s| s.session_type == SessionType::Discovery)
     }
 
-    fn on_ff_pdu(&mut self, p: Pdu) {
+    fn on_ff_pdu(&mut self, p: PduRef<'_>) {
         let discovery = self.is_discovery();
         if self.logout.is_some()
             && matches!(
@@ -865,7 +900,7 @@ impl Connection {
         }
     }
 
-    fn on_nop_out(&mut self, p: Pdu) {
+    fn on_nop_out(&mut self, p: PduRef<'_>) {
         let n = pdu::NopOut::parse(&p.bhs);
         if n.itt == RESERVED_TAG {
             // Answer to our ping (or a ping that wants no answer).
@@ -914,7 +949,7 @@ impl Connection {
         self.next_ttt
     }
 
-    fn on_logout(&mut self, p: Pdu) {
+    fn on_logout(&mut self, p: PduRef<'_>) {
         let l = pdu::LogoutRequest::parse(&p.bhs);
         if !self.accept_cmd_sn(l.immediate, l.cmd_sn) {
             return;
@@ -963,7 +998,7 @@ impl Connection {
 
     // --- Text ---------------------------------------------------------
 
-    fn on_text(&mut self, p: Pdu) {
+    fn on_text(&mut self, p: PduRef<'_>) {
         let t = pdu::TextRequest::parse(&p.bhs);
         if !self.accept_cmd_sn(t.immediate, t.cmd_sn) {
             return;
@@ -991,7 +1026,7 @@ impl Connection {
             self.text.request.clear();
             return self.reject(RejectReason::ProtocolError, &p.bhs);
         }
-        self.text.request.extend_from_slice(&p.data);
+        self.text.request.extend_from_slice(p.data);
         if t.cont {
             let ttt = self.alloc_ttt();
             self.send_status(
@@ -1149,7 +1184,7 @@ impl Connection {
             .map(|i| &self.shared.config.targets[i])
     }
 
-    fn on_scsi_command(&mut self, p: Pdu) {
+    fn on_scsi_command(&mut self, p: PduRef<'_>) {
         let c = pdu::ScsiCommand::parse(&p.bhs);
         let cap = self.shared.config.max_tasks_per_session as usize;
         if c.immediate && self.tasks.len() >= cap + IMMEDIATE_SLACK {
@@ -1235,7 +1270,7 @@ impl Connection {
             task.unsolicited_end = imm;
             task.next_r2t_offset = imm;
         }
-        task.data_out.extend_from_slice(&p.data);
+        task.data_out.extend_from_slice(p.data);
         // The unsolicited part (at most FirstBurstLength) is always accepted.
         task.charged = task.data_out.capacity().min(unsolicited_end as usize);
         self.buffered += task.charged;
@@ -1309,7 +1344,7 @@ impl Connection {
         }
     }
 
-    fn on_data_out(&mut self, p: Pdu) {
+    fn on_data_out(&mut self, p: PduRef<'_>) {
         let d = pdu::DataOut::parse(&p.bhs);
         let Some(&key) = self.by_itt.get(&d.itt) else {
             return self.reject(RejectReason::InvalidPduField, &p.bhs);
@@ -1347,7 +1382,7 @@ impl Connection {
             );
             task.failed = true;
         }
-        task.data_out.extend_from_slice(&p.data);
+        task.data_out.extend_from_slice(p.data);
         task.data_sn += 1;
         let received = received + len;
         if received == seq_end {
@@ -1635,7 +1670,7 @@ impl Connection {
 
     // --- Task management ----------------------------------------------
 
-    fn on_tmf(&mut self, p: Pdu) {
+    fn on_tmf(&mut self, p: PduRef<'_>) {
         let m = pdu::TaskMgmtRequest::parse(&p.bhs);
         if !self.accept_cmd_sn(m.immediate, m.cmd_sn) {
             return;
@@ -1756,6 +1791,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pdu::Pdu;
     use crate::service::ScsiService;
     use crate::testing::{TEST_IQN, simple_config};
 

@@ -213,12 +213,45 @@ pub fn crc32c(data: &[u8]) -> u32 {
     crc32c::crc32c(data)
 }
 
+/// A received PDU borrowed from the receive buffer (see [`decode_ref`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PduRef<'a> {
+    pub bhs: Bhs,
+    pub ahs: &'a [u8],
+    pub data: &'a [u8],
+}
+
 /// Tries to take one PDU off the front of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed. A PDU whose data segment
 /// exceeds `limits.max_data_segment` is rejected from its header alone,
 /// before the data is buffered; the caller then drops the connection.
 pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Pdu>, DecodeError> {
+    let (pdu, len) = match decode_ref(buf, limits)? {
+        None => return Ok(None),
+        Some((p, len)) => (
+            Pdu {
+                bhs: p.bhs,
+                ahs: Bytes::copy_from_slice(p.ahs),
+                data: Bytes::copy_from_slice(p.data),
+            },
+            len,
+        ),
+    };
+    buf.advance(len);
+    Ok(Some(pdu))
+}
+
+/// [`decode`] without taking the PDU out of `buf`: returns it borrowed from
+/// `buf`, with the number of bytes it spans there (header, digests, padding
+/// included), which the caller removes with `buf.advance` once it has
+/// handled the PDU. No copy and no reference count per PDU. A PDU with a
+/// data digest error is removed from `buf` before the error is returned (the
+/// stream stays in sync).
+pub fn decode_ref<'a>(
+    buf: &'a mut BytesMut,
+    limits: &FrameLimits,
+) -> Result<Option<(PduRef<'a>, usize)>, DecodeError> {
     if buf.len() < BHS_LEN {
         return Ok(None);
     }
@@ -258,19 +291,21 @@ pub fn decode(buf: &mut BytesMut, limits: &FrameLimits) -> Result<Option<Pdu>, D
         buf.reserve(total - buf.len());
         return Ok(None);
     }
-    let mut pdu_bytes = buf.split_to(total);
     if dd_len > 0 {
-        let want = crc32c(&pdu_bytes[header_len..header_len + padded]);
-        let got = u32::from_le_bytes(pdu_bytes[header_len + padded..total].try_into().expect("4"));
+        let want = crc32c(&buf[header_len..header_len + padded]);
+        let got = u32::from_le_bytes(buf[header_len + padded..total].try_into().expect("4"));
         if want != got {
+            buf.advance(total);
             return Err(DecodeError::DataDigest { bhs: Box::new(bhs) });
         }
     }
-    pdu_bytes.advance(BHS_LEN);
-    let ahs = pdu_bytes.split_to(ahs_len).freeze();
-    pdu_bytes.advance(hd_len);
-    let data = pdu_bytes.split_to(dsl).freeze();
-    Ok(Some(Pdu { bhs, ahs, data }))
+    let buf: &'a BytesMut = buf;
+    let pdu = PduRef {
+        bhs,
+        ahs: &buf[BHS_LEN..BHS_LEN + ahs_len],
+        data: &buf[header_len..header_len + dsl],
+    };
+    Ok(Some((pdu, total)))
 }
 
 /// Appends one PDU to `out`: header (+digest), then the concatenation of

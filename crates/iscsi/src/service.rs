@@ -129,10 +129,23 @@ impl std::fmt::Debug for CompletionSink {
 
 /// Per-connection completion queue: a mutex-protected deque whose storage is
 /// reused, plus a `Notify` the connection task waits on.
+///
+/// While the connection task itself is submitting (between
+/// [`CompletionQueue::begin_inline`] and [`CompletionQueue::end_inline`]),
+/// completions are queued without waking it: a service that completes inside
+/// `submit` (the RAM miniport completes in its start routine) then costs no
+/// wake-up, and the task picks the completions up right after submitting.
 #[derive(Default)]
 pub struct CompletionQueue {
-    done: Mutex<VecDeque<ScsiTask>>,
+    done: Mutex<Done>,
     notify: Notify,
+}
+
+#[derive(Default)]
+struct Done {
+    tasks: VecDeque<ScsiTask>,
+    /// The connection task is inside `submit` and drains the queue after it.
+    inline: bool,
 }
 
 impl CompletionQueue {
@@ -144,14 +157,39 @@ impl CompletionQueue {
             queue: self.clone(),
         }
     }
+    /// Sizes the queue for `n` tasks so pushes do not allocate (connection thread).
+    pub fn reserve(&self, n: usize) {
+        self.done.lock().tasks.reserve(n);
+    }
     /// Moves every completed task into `into` (connection thread).
     pub fn drain_into(&self, into: &mut VecDeque<ScsiTask>) {
         let mut q = self.done.lock();
-        into.extend(q.drain(..));
+        into.extend(q.tasks.drain(..));
+    }
+    /// The connection task starts submitting: completions until
+    /// [`CompletionQueue::end_inline`] are queued without a wake-up.
+    pub fn begin_inline(&self) {
+        self.done.lock().inline = true;
+    }
+    /// The connection task finished submitting; it drains the queue next.
+    pub fn end_inline(&self) {
+        self.done.lock().inline = false;
     }
     /// Resolves when a completion was pushed since the last wait.
     pub async fn notified(&self) {
         self.notify.notified().await
+    }
+    /// Queues a finished task; wakes the connection unless it is submitting
+    /// (and so drains the queue itself). Any thread; takes the queue lock briefly.
+    fn push(&self, task: ScsiTask) {
+        let wake = {
+            let mut q = self.done.lock();
+            q.tasks.push_back(task);
+            !q.inline
+        };
+        if wake {
+            self.notify.notify_one();
+        }
     }
 }
 
@@ -202,8 +240,7 @@ impl ScsiTask {
     /// Runs on the service's thread; takes the connection's queue lock briefly.
     pub fn complete(self) {
         let queue = self.sink.queue.clone();
-        queue.done.lock().push_back(self);
-        queue.notify.notify_one();
+        queue.push(self);
     }
 
     /// Sets CHECK CONDITION with fixed-format sense.
