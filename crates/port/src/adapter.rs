@@ -31,6 +31,7 @@ use crate::srb::{
     Address, QueueAction, SP_UNTAGGED, Srb, SrbFlags, SrbFunction, SrbId, SrbStatus, scsi_status,
 };
 use crate::stats::{Counters, ErrorCode, ErrorLogEntry, Shared};
+use crate::tally::Tally;
 
 thread_local! {
     /// True while this thread holds some adapter's DPC token (runs the deferred stage).
@@ -140,6 +141,8 @@ struct LuState {
     in_ring: bool,
     lu_reset_pending: bool,
     counters: Arc<Counters>,
+    /// Increments of `counters` not folded in yet.
+    tally: Tally,
     /// Storport: most requests outstanding (device queue depth).
     depth: u32,
     /// Storport DeviceBusy: completions still to wait for.
@@ -204,6 +207,10 @@ pub(crate) struct Runner<M: Miniport> {
     /// Half duplex: `start_io` was called and `start_io_batch_done` not yet (it runs before
     /// the next other routine, or at the end of `dispatch`).
     starts_open: bool,
+    /// Increments of the adapter's counters not folded in yet (`crate::tally`).
+    tally: Tally,
+    /// LUs whose tally has something to fold.
+    tally_lus: Vec<u32>,
 }
 
 pub(crate) struct InterruptState<M: Miniport> {
@@ -481,6 +488,8 @@ impl<M: Miniport> AdapterShared<M> {
                 .as_micros()
                 .clamp(1, u64::MAX as u128) as u64,
             starts_open: false,
+            tally: Tally::default(),
+            tally_lus: Vec::with_capacity(8),
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -1415,6 +1424,7 @@ impl<M: Miniport> Runner<M> {
     }
 
     fn deliver(&mut self, sh: &AdapterShared<M>) {
+        self.fold_tallies(sh);
         for (sink, srb) in self.out.drain(..) {
             if sink as usize >= self.sinks.len() {
                 // Registered after this round collected new sinks (registration happens
@@ -1459,12 +1469,32 @@ impl<M: Miniport> Runner<M> {
             in_ring: false,
             lu_reset_pending: false,
             counters,
+            tally: Tally::default(),
             depth: self.config.max_queue_depth_per_lu.max(1),
             device_busy: 0,
             paused: 0,
         });
         self.lu_index.insert(address, i);
         i
+    }
+
+    /// The tally of LU `lu`, noted for the next fold.
+    fn lu_tally(&mut self, lu: u32) -> &mut Tally {
+        let l = &mut self.lus[lu as usize];
+        if !l.tally.dirty {
+            self.tally_lus.push(lu);
+        }
+        &mut l.tally
+    }
+
+    /// Adds the counts gathered since the last fold to the shared counters (before any sink
+    /// sees the completions they count).
+    fn fold_tallies(&mut self, sh: &AdapterShared<M>) {
+        self.tally.fold(&sh.shared.counters);
+        for lu in self.tally_lus.drain(..) {
+            let l = &mut self.lus[lu as usize];
+            l.tally.fold(&l.counters);
+        }
     }
 
     /// Puts the LU on the dispatch ring if it has queued work.
@@ -1487,41 +1517,42 @@ impl<M: Miniport> Runner<M> {
     /// exactly once, which takes it off the outstanding gauges `accept` put it on.
     fn finish(
         &mut self,
-        sh: &AdapterShared<M>,
+        _sh: &AdapterShared<M>,
         lu: Option<u32>,
         origin: Origin,
         srb: Srb,
         submitted: Instant,
     ) {
         let Origin::Sink(sink) = origin else { return };
-        sh.shared.counters.completed();
+        // Counted in the tallies, folded into the shared counters before `deliver` hands the
+        // completions out (`crate::tally`).
+        self.tally.completed();
         if let Some(lu) = lu {
-            self.lus[lu as usize].counters.completed();
+            self.lu_tally(lu).completed();
         }
         if srb.function == SrbFunction::ExecuteScsi {
             let outcome = crate::stats::Outcome::of(srb.srb_status, srb.scsi_status);
             let bytes = srb.data_transfer_length as u64;
             let op = srb.cdb.opcode();
             let elapsed = submitted.elapsed();
-            sh.shared.counters.record_completion(op, outcome, bytes);
-            sh.shared.counters.record_latency(elapsed);
+            self.tally.record_completion(op, outcome, bytes);
+            self.tally.record_latency(elapsed);
             if let Some(lu) = lu {
-                let c = &self.lus[lu as usize].counters;
-                c.record_completion(op, outcome, bytes);
-                c.record_latency(elapsed);
+                let t = self.lu_tally(lu);
+                t.record_completion(op, outcome, bytes);
+                t.record_latency(elapsed);
             }
         }
         let status = srb.srb_status.status();
-        let lu_counters = lu.map(|l| &self.lus[l as usize].counters);
         if status == SrbStatus::REQUEST_FLUSHED {
-            sh.shared.counters.flushed();
-            if let Some(c) = lu_counters {
-                c.flushed();
+            self.tally.flushed();
+            if let Some(lu) = lu {
+                self.lu_tally(lu).flushed();
             }
         } else if status == SrbStatus::ABORTED {
-            sh.shared.counters.aborted();
-            if let Some(c) = lu_counters {
-                c.aborted();
+            self.tally.aborted();
+            if let Some(lu) = lu {
+                self.lu_tally(lu).aborted();
             }
         }
         self.out.push((sink, srb));
@@ -1555,7 +1586,7 @@ impl<M: Miniport> Runner<M> {
         // From here on the request is outstanding until `finish` (LU gauge: below, once the
         // LU is known).
         let submitted = Instant::now();
-        sh.shared.counters.submitted();
+        self.tally.submitted();
         if !built {
             // build_io answered the request (its status is set): deliver it as it is.
             srb.requested_length = srb.requested_length.max(srb.data_transfer_length);
@@ -1594,7 +1625,7 @@ impl<M: Miniport> Runner<M> {
             return self.port_complete(sh, None, origin, srb, status, submitted);
         }
         let lu = self.lu(sh, a);
-        self.lus[lu as usize].counters.submitted();
+        self.lu_tally(lu).submitted();
         let q = Queued {
             srb,
             origin,

@@ -226,6 +226,7 @@ mod interrupt;
 mod miniport;
 mod srb;
 mod stats;
+mod tally;
 pub mod testing;
 pub mod wmi;
 
