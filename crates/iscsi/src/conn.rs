@@ -242,6 +242,7 @@ impl Connection {
         local_addr: Option<SocketAddr>,
     ) -> Connection {
         let neg = Negotiated::defaults(&shared.config.limits);
+        let queue = CompletionQueue::with_notify(control.wake().clone());
         Connection {
             control,
             local_addr,
@@ -274,7 +275,7 @@ impl Connection {
             tasks: Slab::new(),
             by_itt: IttMap::default(),
             generation: 0,
-            queue: CompletionQueue::new(),
+            queue,
             completed: VecDeque::new(),
             pool: Vec::new(),
             next_ttt: 0x100,
@@ -1488,7 +1489,7 @@ impl Connection {
             transfer_length: 0,
             slot: key as u32,
             generation: task.generation,
-            sink: self.queue.sink(),
+            sink: Some(self.queue.sink()),
         };
         self.actions.push(Action::Submit(st));
     }
@@ -1521,7 +1522,7 @@ impl Connection {
             transfer_length,
             slot: key as u32,
             generation: task.generation,
-            sink: self.queue.sink(),
+            sink: None,
         };
         self.completed.push_back(t);
         self.process_completions();

@@ -17,11 +17,14 @@ use crate::config::ServerConfig;
 use crate::service::{Nexus, NexusId, ScsiService};
 
 /// Lets other connections (reinstatement, cold reset, shutdown) close a connection.
+///
+/// Its wake-up is the same `Notify` the connection's completion queue uses,
+/// so the connection task waits on one thing for both.
 #[derive(Default)]
 pub struct ConnControl {
     pub id: u64,
     killed: AtomicBool,
-    notify: Notify,
+    wake: Arc<Notify>,
 }
 
 impl ConnControl {
@@ -34,16 +37,14 @@ impl ConnControl {
     /// Asks the connection to close (it finishes at its next loop turn).
     pub fn kill(&self) {
         self.killed.store(true, Ordering::Release);
-        self.notify.notify_one();
+        self.wake.notify_one();
     }
     pub fn is_killed(&self) -> bool {
         self.killed.load(Ordering::Acquire)
     }
-    pub async fn killed(&self) {
-        if self.is_killed() {
-            return;
-        }
-        self.notify.notified().await
+    /// The connection's wake-up (shared with its completion queue).
+    pub fn wake(&self) -> &Arc<Notify> {
+        &self.wake
     }
 }
 

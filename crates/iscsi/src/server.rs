@@ -356,24 +356,26 @@ async fn drive(
         loop {
             actions.extend(conn.take_actions());
             let ran = !actions.is_empty();
+            if ran {
+                queue.begin_inline();
+            }
             for action in actions.drain(..) {
                 match action {
-                    Action::Submit(task) => {
-                        queue.begin_inline();
-                        shared.service.submit(task);
-                        queue.end_inline();
-                    }
+                    Action::Submit(task) => shared.service.submit(task),
                     Action::TaskManagement { itt, request } => {
+                        queue.end_inline();
                         let svc = shared.service.clone();
                         let req = request.clone();
                         let resp = tokio::task::spawn_blocking(move || svc.task_management(&req))
                             .await
                             .unwrap_or(TmfResponse::Rejected);
                         conn.task_management_done(itt, &request, resp);
+                        queue.begin_inline();
                     }
                 }
             }
             if ran {
+                queue.end_inline();
                 conn.process_completions();
             }
             if !conn.out.is_empty() && !write_now(stream, conn)? {
@@ -416,7 +418,13 @@ async fn drive(
         }
         tokio::select! {
             biased;
-            _ = queue.notified() => conn.process_completions(),
+            // Completions from other threads, and kills.
+            _ = queue.notified() => {
+                if control.is_killed() {
+                    return Ok(());
+                }
+                conn.process_completions();
+            }
             r = stream.readable(), if conn.wants_input() => {
                 r?;
                 match read_now(stream, &mut inbuf, conn)? {
@@ -434,7 +442,6 @@ async fn drive(
                 r?;
                 write_now(stream, conn)?;
             }
-            _ = control.killed() => return Ok(()),
             r = shutdown.changed(), if shutdown_open => {
                 if r.is_err() {
                     shutdown_open = false;

@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -137,20 +138,26 @@ impl std::fmt::Debug for CompletionSink {
 /// wake-up, and the task picks the completions up right after submitting.
 #[derive(Default)]
 pub struct CompletionQueue {
-    done: Mutex<Done>,
-    notify: Notify,
-}
-
-#[derive(Default)]
-struct Done {
-    tasks: VecDeque<ScsiTask>,
-    /// The connection task is inside `submit` and drains the queue after it.
-    inline: bool,
+    done: Mutex<VecDeque<ScsiTask>>,
+    /// The connection task is submitting and drains the queue afterwards.
+    /// Stored and loaded SeqCst: a completer that still sees `true` pushed
+    /// before the connection's `end_inline`, so the drain after it finds
+    /// the task.
+    inline: AtomicBool,
+    notify: Arc<Notify>,
 }
 
 impl CompletionQueue {
     pub fn new() -> Arc<CompletionQueue> {
         Arc::new(CompletionQueue::default())
+    }
+    /// A queue that wakes its connection through `notify` (shared with the
+    /// connection's other wake-ups, see [`crate::registry::ConnControl`]).
+    pub fn with_notify(notify: Arc<Notify>) -> Arc<CompletionQueue> {
+        Arc::new(CompletionQueue {
+            notify,
+            ..CompletionQueue::default()
+        })
     }
     pub fn sink(self: &Arc<Self>) -> CompletionSink {
         CompletionSink {
@@ -159,35 +166,32 @@ impl CompletionQueue {
     }
     /// Sizes the queue for `n` tasks so pushes do not allocate (connection thread).
     pub fn reserve(&self, n: usize) {
-        self.done.lock().tasks.reserve(n);
+        self.done.lock().reserve(n);
     }
     /// Moves every completed task into `into` (connection thread).
     pub fn drain_into(&self, into: &mut VecDeque<ScsiTask>) {
         let mut q = self.done.lock();
-        into.extend(q.tasks.drain(..));
+        into.extend(q.drain(..));
     }
     /// The connection task starts submitting: completions until
     /// [`CompletionQueue::end_inline`] are queued without a wake-up.
     pub fn begin_inline(&self) {
-        self.done.lock().inline = true;
+        self.inline.store(true, Ordering::SeqCst);
     }
     /// The connection task finished submitting; it drains the queue next.
     pub fn end_inline(&self) {
-        self.done.lock().inline = false;
+        self.inline.store(false, Ordering::SeqCst);
     }
-    /// Resolves when a completion was pushed since the last wait.
+    /// Resolves when a completion was pushed (or the shared `Notify` was
+    /// otherwise signalled) since the last wait.
     pub async fn notified(&self) {
         self.notify.notified().await
     }
     /// Queues a finished task; wakes the connection unless it is submitting
     /// (and so drains the queue itself). Any thread; takes the queue lock briefly.
     fn push(&self, task: ScsiTask) {
-        let wake = {
-            let mut q = self.done.lock();
-            q.tasks.push_back(task);
-            !q.inline
-        };
-        if wake {
+        self.done.lock().push_back(task);
+        if !self.inline.load(Ordering::SeqCst) {
             self.notify.notify_one();
         }
     }
@@ -231,16 +235,18 @@ pub struct ScsiTask {
     // --- routing ---
     pub(crate) slot: u32,
     pub(crate) generation: u32,
-    pub(crate) sink: CompletionSink,
+    /// `None` for tasks the front end answers itself.
+    pub(crate) sink: Option<CompletionSink>,
 }
 
 impl ScsiTask {
     /// Hands the finished task back to its connection. Call exactly once per
     /// submitted task, also for aborted tasks (with status TASK ABORTED).
     /// Runs on the service's thread; takes the connection's queue lock briefly.
-    pub fn complete(self) {
-        let queue = self.sink.queue.clone();
-        queue.push(self);
+    pub fn complete(mut self) {
+        if let Some(sink) = self.sink.take() {
+            sink.queue.push(self);
+        }
     }
 
     /// Sets CHECK CONDITION with fixed-format sense.
