@@ -9,6 +9,9 @@
 //!
 //! Every thread publishes its progress ([`Progress`]) so the main thread can tell a hung
 //! client (commands in flight, no completion for too long) from a slow one.
+//!
+//! With `SCSIPORT_SOAK_DEBUG` set in the environment, every failed read of the final
+//! verification is printed on stderr.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -164,6 +167,8 @@ fn drive(
             .in_flight
             .store(carrier.in_flight(), Ordering::Release);
         let Some(op) = ops.remove(&t) else {
+            // The carrier matched it to a command, but not one this client has in flight.
+            report.completions.unexpected += 1;
             return Ok(None);
         };
         report.completions.completed += 1;
@@ -235,6 +240,10 @@ fn drive(
             let failed_before = work.stats.reads_failed;
             if !carrier.send(token, &op, Vec::new())? {
                 work.release(&op);
+                if Instant::now() >= give_up {
+                    report.final_read_failures += 1;
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }
@@ -368,7 +377,7 @@ pub fn run_iscsi(c: IscsiClient, control: Arc<Control>, progress: Arc<Progress>)
         report.session_lost = Some(e);
     }
     let counters = carrier.session.counters();
-    report.completions.unexpected = counters.unexpected;
+    report.completions.unexpected += counters.unexpected;
     report.tsih = Some((tsih, carrier.session.tsih()));
     report.stats = work.stats;
     if report.session_lost.is_none() {
@@ -513,7 +522,7 @@ pub fn run_class(c: ClassClient, control: Arc<Control>, progress: Arc<Progress>)
     if let Err(e) = drive(&mut carrier, &mut work, &control, &progress, &mut report) {
         report.session_lost = Some(e);
     }
-    report.completions.unexpected = carrier.unexpected();
+    report.completions.unexpected += carrier.unexpected();
     report.retries = carrier
         .queues
         .iter()
