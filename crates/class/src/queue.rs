@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 use port::{
     CompletionSink, DataDirection, InterruptLine, SENSE_BUFFER_SIZE, Srb, SrbFlags, SrbFunction,
-    Submitter,
+    Submitter, TakenInterrupt,
 };
 use scsi::unmap::UnmapBlockDescriptor;
 
@@ -416,7 +416,6 @@ impl DiskQueue {
     pub fn wait_next(&mut self, timeout: Duration) -> Option<IoCompletion> {
         self.unplug();
         let deadline = Instant::now() + timeout;
-        let mut polled_dry = false;
         loop {
             self.process();
             if let Some(c) = self.pop() {
@@ -435,16 +434,15 @@ impl DiskQueue {
                 .map(|d| d.due)
                 .min()
                 .map_or(deadline, |d| d.min(deadline));
-            // After a poll that brought nothing for this queue (the interrupt was taken by a
-            // thread already running the deferred stage, or it timed out), sleep on the sink
-            // once: whoever runs the deferred stage wakes it, and polling again at once would
-            // spin on completions that thread is about to reap.
+            // When the interrupt was taken but another thread runs the deferred stage, sleep
+            // on the sink: that thread delivers and wakes it (polling again at once would spin
+            // on completions it is about to reap).
             let slice = until.saturating_duration_since(now).min(POLL_SLICE);
-            if polled_dry || !self.line.take_interrupt(slice) {
-                polled_dry = false;
-                self.sink.wait_until(until);
-            } else {
-                polled_dry = true;
+            match self.line.take_interrupt(slice) {
+                TakenInterrupt::Here | TakenInterrupt::Idle => {}
+                TakenInterrupt::Elsewhere | TakenInterrupt::Unavailable => {
+                    self.sink.wait_until(until)
+                }
             }
         }
     }

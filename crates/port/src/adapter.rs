@@ -373,7 +373,7 @@ pub(crate) struct AdapterShared<M: Miniport> {
 pub(crate) type BuildIo = Box<dyn Fn(&mut Srb) -> bool + Send + Sync>;
 
 impl<M: Miniport> InterruptTarget for AdapterShared<M> {
-    fn raise_interrupt(&self) {
+    fn raise_interrupt(&self) -> bool {
         if self.full_duplex().is_some() {
             // Full duplex: the interrupt routine runs here, on the raising thread, under the
             // interrupt lock only — possibly while another thread is in start_io.
@@ -381,7 +381,7 @@ impl<M: Miniport> InterruptTarget for AdapterShared<M> {
         } else {
             self.interrupt_pending.store(true, Ordering::Release);
         }
-        self.request_dpc();
+        self.request_dpc()
     }
 }
 
@@ -862,16 +862,20 @@ impl<M: Miniport> AdapterShared<M> {
     /// Full duplex: after giving the token back the thread calls `start_io` for the requests
     /// the deferred stage dispatched (under the StartIo lock, without the token, so another
     /// thread may run the interrupt routine and the deferred stage meanwhile).
-    pub(crate) fn request_dpc(&self) {
+    ///
+    /// Returns whether this thread ran the deferred stage (false: another thread does).
+    pub(crate) fn request_dpc(&self) -> bool {
         self.pending.store(true, Ordering::Release);
         if IN_PORT_LOCK.with(Cell::get) == self.lock_id() {
             // Inside a routine run outside the token: its caller runs the deferred stage next.
-            return;
+            return false;
         }
+        let mut ran = false;
         loop {
             let Some(mut runner) = self.runner.try_lock() else {
-                return;
+                return ran;
             };
+            ran = true;
             let was = IN_DPC.with(|f| f.replace(true));
             while self.pending.swap(false, Ordering::AcqRel) {
                 runner.round(self);
@@ -882,7 +886,7 @@ impl<M: Miniport> AdapterShared<M> {
                 continue;
             }
             if !self.pending.load(Ordering::Acquire) {
-                return;
+                return ran;
             }
         }
     }

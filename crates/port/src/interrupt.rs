@@ -6,8 +6,8 @@ use std::time::Duration;
 
 /// What an interrupt line is wired to (the adapter).
 pub(crate) trait InterruptTarget: Send + Sync {
-    /// Note the interrupt and make sure the deferred stage runs.
-    fn raise_interrupt(&self);
+    /// Note the interrupt and make sure the deferred stage runs; true if it ran on this thread.
+    fn raise_interrupt(&self) -> bool;
 }
 
 /// What a miniport's "hardware" offers a thread that has nothing to do but wait for the
@@ -22,6 +22,22 @@ pub trait InterruptWait: Send + Sync {
     /// waiting makes no sense now (nothing in flight); otherwise `Some(raise)`: whether the
     /// line should be raised on this thread.
     fn wait(&self, timeout: Duration) -> Option<bool>;
+}
+
+/// What [`InterruptLine::take_interrupt`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TakenInterrupt {
+    /// No wait: the hardware offers none, or has nothing in flight. Sleep another way.
+    Unavailable,
+    /// Waited the whole timeout; the hardware had nothing.
+    Idle,
+    /// The hardware had work: the line was raised and the interrupt routine and the deferred
+    /// stage ran on this thread (whatever they completed for this thread's sink is there).
+    Here,
+    /// The hardware had work and the line was raised, but another thread is running the
+    /// deferred stage: it delivers the completions and wakes the sinks. Polling again at once
+    /// would only find the work that thread is about to reap.
+    Elsewhere,
 }
 
 struct LineInner {
@@ -80,24 +96,30 @@ impl InterruptLine {
 
     /// Raises the interrupt. Safe from any thread, never blocks on the interrupt lock.
     pub fn raise(&self) {
+        self.raise_here();
+    }
+
+    /// [`raise`](Self::raise); true if the deferred stage ran on this thread.
+    fn raise_here(&self) -> bool {
         self.inner.raised.fetch_add(1, Ordering::Relaxed);
         if self.inner.target.get().is_none() {
             self.inner
                 .raised_before_connect
                 .store(true, Ordering::Release);
             if self.inner.target.get().is_none() {
-                return;
+                return false;
             }
             self.inner
                 .raised_before_connect
                 .store(false, Ordering::Release);
         }
-        self.raise_connected();
+        self.raise_connected()
     }
 
-    fn raise_connected(&self) {
-        if let Some(t) = self.inner.target.get().and_then(Weak::upgrade) {
-            t.raise_interrupt();
+    fn raise_connected(&self) -> bool {
+        match self.inner.target.get().and_then(Weak::upgrade) {
+            Some(t) => t.raise_interrupt(),
+            None => false,
         }
     }
 
@@ -113,23 +135,19 @@ impl InterruptLine {
     /// thread (if no other thread is running them) and its completions reach its sink here,
     /// without a thread hop, as fio reaps its own io_uring.
     ///
-    /// Returns false at once when the hardware offers no wait ([`set_wait`](Self::set_wait))
-    /// or has nothing in flight: the caller then sleeps its own way (its sink wakes it). True
-    /// when it waited (whether or not anything came): the caller looks at its sink again.
-    /// Another thread may deliver this thread's completions meanwhile; keep `timeout` short
-    /// (a millisecond or so) if nothing else would end the wait.
-    pub fn take_interrupt(&self, timeout: Duration) -> bool {
+    /// Returns at once with [`TakenInterrupt::Unavailable`] when the hardware offers no wait
+    /// ([`set_wait`](Self::set_wait)) or has nothing in flight: the caller then sleeps its own
+    /// way (its sink wakes it). Another thread may deliver this thread's completions while it
+    /// waits; keep `timeout` short (a millisecond or so) if nothing else would end the wait.
+    pub fn take_interrupt(&self, timeout: Duration) -> TakenInterrupt {
         let Some(wait) = self.inner.wait.get() else {
-            return false;
+            return TakenInterrupt::Unavailable;
         };
         match wait.wait(timeout) {
-            None => false,
-            Some(raise) => {
-                if raise {
-                    self.raise();
-                }
-                true
-            }
+            None => TakenInterrupt::Unavailable,
+            Some(false) => TakenInterrupt::Idle,
+            Some(true) if self.raise_here() => TakenInterrupt::Here,
+            Some(true) => TakenInterrupt::Elsewhere,
         }
     }
 

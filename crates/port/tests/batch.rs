@@ -14,7 +14,7 @@ use port::testing::test_options;
 use port::{
     Adapter, Address, CompletionSink, DataDirection, FindAdapterContext, FindAdapterResult,
     HwInitializationData, InterruptLine, InterruptWait, Miniport, PortConfiguration, PortContext,
-    Srb, SrbFlags, SrbRef, SrbStatus, StorportMiniport,
+    Srb, SrbFlags, SrbRef, SrbStatus, StorportMiniport, TakenInterrupt,
 };
 
 const LU0: Address = Address::new(0, 0, 0);
@@ -310,7 +310,17 @@ fn a_polling_thread_takes_the_interrupt_and_gets_its_completions_itself() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while sink.done.lock().len() < 4 {
         assert!(Instant::now() < deadline, "polling did not complete them");
-        assert!(line.take_interrupt(Duration::from_millis(10)));
+        let taken = line.take_interrupt(Duration::from_millis(10));
+        assert_ne!(
+            taken,
+            TakenInterrupt::Unavailable,
+            "the device offers a wait"
+        );
+        assert_ne!(
+            taken,
+            TakenInterrupt::Elsewhere,
+            "no other thread runs the DPC"
+        );
     }
     let me = std::thread::current().id();
     let done = sink.wait(4);
@@ -329,7 +339,10 @@ fn take_interrupt_without_a_wait_returns_at_once() {
     let adapter = adapter(&hw, false);
     let line: InterruptLine = adapter.interrupt_line();
     let t = Instant::now();
-    assert!(!line.take_interrupt(Duration::from_secs(5)));
+    assert_eq!(
+        line.take_interrupt(Duration::from_secs(5)),
+        TakenInterrupt::Unavailable
+    );
     assert!(t.elapsed() < Duration::from_secs(2));
     assert_eq!(line.raised_count(), 0);
     adapter.shutdown().unwrap();
