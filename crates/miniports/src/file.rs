@@ -7,9 +7,13 @@
 //!   Commands that complete there (INQUIRY, MODE SENSE, UNMAP — a synchronous hole punch —,
 //!   WRITE SAME, errors, ...) are completed at once. READ, WRITE and SYNCHRONIZE CACHE come
 //!   back as an [`IoPlan`]: the SRB's data buffer is *moved out of the SRB* into the engine
-//!   together with the plan, the I/O is submitted (io_uring, or the thread pool) and the
-//!   routine returns after NextLuRequest (tagged) / NextRequest, so more requests can start
-//!   while the kernel works.
+//!   together with the plan, the I/O is queued on the io_uring (or handed to the thread pool)
+//!   and the routine returns after NextLuRequest (tagged) / NextRequest, so more requests can
+//!   start while the kernel works.
+//! - `start_io_batch_done` (interrupt lock; after the port's dispatch pass, before any other
+//!   routine): the I/O queued by the pass goes to the kernel with one `io_uring_enter`, and
+//!   whatever already finished is reaped and completed here (the polled configuration submits
+//!   in `start_io`).
 //! - The engine's completion raises the adapter's [`InterruptLine`](port::InterruptLine): the
 //!   io_uring's eventfd thread, or the pool thread that finished. The port then calls
 //!   [`FileMiniport::interrupt`] (interrupt lock), which reaps the finished I/O, puts each
@@ -603,7 +607,7 @@ impl Miniport for FileMiniport {
     }
 
     /// The doorbell: submits the I/O of every request started since the last call with one
-    /// `io_uring_enter`, then reaps what the engine finished meanwhile (see [`FileHba::end`]).
+    /// `io_uring_enter`, then reaps what the engine finished meanwhile (`FileHba::end`).
     fn start_io_batch_done(&mut self, port: &mut PortContext<'_, Self>) {
         self.hba.begin();
         self.hba.engine.flush();

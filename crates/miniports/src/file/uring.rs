@@ -1,11 +1,14 @@
 //! The io_uring engine of the file miniport.
 //!
-//! Requests are pushed on the ring's submission queue and submitted at once from the
-//! miniport's `start_io` (under the interrupt lock). The ring has an eventfd registered; a
-//! small thread (`file-uring-irq`) blocks on it and raises the adapter's interrupt line for
-//! every batch of completions, and the miniport's `interrupt` routine reaps the completion
-//! queue ([`UringEngine::reap`]). In the polled configuration there is no eventfd and no
-//! thread: the timer routine reaps the (memory-mapped) completion queue.
+//! In the interrupt configuration requests are pushed on the ring's submission queue in the
+//! miniport's `start_io` and submitted together, one `io_uring_enter` per dispatch pass, from
+//! `start_io_batch_done` (both under the interrupt lock); the polled configuration submits in
+//! `start_io`. The ring has an eventfd registered; a small thread (`file-uring-irq`) blocks on
+//! it and raises the adapter's interrupt line for every batch of completions, and the
+//! miniport's `interrupt` routine reaps the completion queue ([`UringEngine::reap`]). A thread
+//! waiting for its own completions may instead wait on the ring itself and take the interrupt
+//! ([`UringWait`], registered as the line's `InterruptWait`). In the polled configuration there
+//! is no eventfd and no thread: the timer routine reaps the (memory-mapped) completion queue.
 //!
 //! **Interrupt masking.** While a miniport routine runs (interrupt lock held) the engine masks
 //! its interrupt ([`UringEngine::mask_irq`]: `IORING_CQ_EVENTFD_DISABLED`, a flag in the
@@ -17,10 +20,11 @@
 //! are handled on that thread without waking the interrupt thread, as fio reaps on its own
 //! thread. (No completion is lost: the kernel stores the CQ tail, then has a full barrier —
 //! `io_cqring_wake`'s `wq_has_sleeper` — before it reads the flag; unmasking is a locked
-//! read-modify-write before we read the tail. A 50 ms timed wait in the interrupt thread is a
-//! second safety net.) The ring is set up with `IORING_SETUP_COOP_TASKRUN` where the kernel
-//! has it: completions of requests the kernel punted to its workers are posted when the
-//! submitting thread next enters the kernel instead of interrupting it with an IPI.
+//! read-modify-write before we read the tail. As a second safety net the interrupt thread
+//! wakes every 50 ms while requests are in flight and raises the line if completions sit in
+//! the queue with nobody polling.) The ring is set up with `IORING_SETUP_COOP_TASKRUN` where
+//! the kernel has it: completions of requests the kernel punted to its workers are posted when
+//! the submitting thread next enters the kernel instead of interrupting it with an IPI.
 //!
 //! Requests belong to the thread that submitted them: when it exits, the kernel cancels those
 //! not yet started (ECANCELED). `start_io` runs on whichever thread runs the port's deferred
@@ -100,7 +104,7 @@ struct IrqThread {
 
 impl IrqThread {
     fn start(
-        ring: &IoUring,
+        ring: &Arc<IoUring>,
         line: InterruptLine,
         state: Arc<IrqState>,
     ) -> std::io::Result<IrqThread> {
@@ -110,7 +114,7 @@ impl IrqThread {
         )?);
         ring.submitter().register_eventfd(efd.as_raw_fd())?;
         let stop = Arc::new(AtomicBool::new(false));
-        let (fd, flag) = (efd.clone(), stop.clone());
+        let (fd, flag, ring) = (efd.clone(), stop.clone(), ring.clone());
         let net = rustix::event::Timespec {
             tv_sec: 0,
             tv_nsec: IRQ_SAFETY_NET.as_nanos() as _,
@@ -129,12 +133,14 @@ impl IrqThread {
                     )];
                     match rustix::event::poll(&mut pfd, Some(&net)) {
                         Ok(0) => {
-                            // Timed out: raise only if the engine has requests in flight.
+                            // Timed out: raise only if completions wait in the queue and
+                            // nobody is about to reap them (a lost signal; see above).
                             if flag.load(Ordering::Acquire) {
                                 return;
                             }
                             if state.in_flight.load(Ordering::Acquire) > 0
                                 && state.pollers.load(Ordering::SeqCst) == 0
+                                && peek_cq(&ring, |cq| !io_uring::CompletionQueue::is_empty(cq))
                             {
                                 line.raise();
                             }
@@ -192,15 +198,19 @@ struct UringWait {
 }
 
 impl UringWait {
-    /// A view of the completion queue that is never dropped: dropping one (or `sync`) writes
-    /// the head, which belongs to the engine. Only the flag word is changed through it, and
-    /// the head and tail read when it is made.
     fn with_cq<R>(&self, f: impl FnOnce(&mut io_uring::CompletionQueue<'_>) -> R) -> R {
-        // SAFETY: see `UringEngine::cq`; this view reads the tail and atomically updates the
-        // flags only, and `ManuallyDrop` keeps it from storing its (stale) head on drop.
-        let mut cq = std::mem::ManuallyDrop::new(unsafe { self.ring.completion_shared() });
-        f(&mut cq)
+        peek_cq(&self.ring, f)
     }
+}
+
+/// A view of the completion queue for a thread that is not the engine's: never dropped, since
+/// dropping one (or `sync`) writes the head, which belongs to the engine. Only the flag word is
+/// changed through it, and the head and tail it read when it was made are looked at.
+fn peek_cq<R>(ring: &IoUring, f: impl FnOnce(&mut io_uring::CompletionQueue<'_>) -> R) -> R {
+    // SAFETY: see `UringEngine::cq`; this view reads the head and tail and atomically updates
+    // the flags only, and `ManuallyDrop` keeps it from storing its (stale) head on drop.
+    let mut cq = std::mem::ManuallyDrop::new(unsafe { ring.completion_shared() });
+    f(&mut cq)
 }
 
 impl InterruptWait for UringWait {
