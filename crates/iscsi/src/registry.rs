@@ -7,8 +7,8 @@
 //! lock is held while it is held.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -80,8 +80,10 @@ pub struct Shared {
     /// Open connections (logged in or not).
     pub connections: AtomicUsize,
     next_conn_id: AtomicU64,
-    /// Set at shutdown: new logins are refused.
+    /// Set at shutdown: new logins are refused, connections wind down.
     pub shutting_down: AtomicBool,
+    /// Every open connection's control, to wake them all at shutdown.
+    live: Mutex<HashMap<u64, Weak<ConnControl>>>,
 }
 
 /// A registered session as returned by [`Shared::register_session`].
@@ -103,11 +105,35 @@ impl Shared {
             connections: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
             shutting_down: AtomicBool::new(false),
+            live: Mutex::new(HashMap::new()),
         })
     }
 
+    /// The control of a new connection; [`Shared::conn_closed`] when it ends.
     pub fn new_conn_control(&self) -> Arc<ConnControl> {
-        ConnControl::new(self.next_conn_id.fetch_add(1, Ordering::Relaxed))
+        let c = ConnControl::new(self.next_conn_id.fetch_add(1, Ordering::Relaxed));
+        self.live.lock().insert(c.id, Arc::downgrade(&c));
+        c
+    }
+
+    /// The connection with control `id` has ended.
+    pub fn conn_closed(&self, id: u64) {
+        self.live.lock().remove(&id);
+    }
+
+    /// Sets `shutting_down` and wakes every open connection, which then asks
+    /// its initiator to log out (or closes, before login).
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        let live: Vec<Arc<ConnControl>> = self
+            .live
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        for c in live {
+            c.wake.notify_one();
+        }
     }
 
     /// Registers a session reaching full feature phase. An existing session

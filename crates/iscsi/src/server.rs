@@ -93,16 +93,11 @@ impl Server {
     /// Accepts connections until shut down.
     pub async fn run(self) -> io::Result<()> {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let net = Arc::new(NetThreads::start(
-            threads,
-            &self.shared,
-            &self.shutdown_tx.subscribe(),
-        ));
+        let net = Arc::new(NetThreads::start(threads, &self.shared));
         let mut accepts = tokio::task::JoinSet::new();
         for l in self.listeners {
             let shared = self.shared.clone();
-            let rx = self.shutdown_tx.subscribe();
-            accepts.spawn(accept_loop(l, shared, rx, net.clone()));
+            accepts.spawn(accept_loop(l, shared, net.clone()));
         }
         let mut rx = self.shutdown_tx.subscribe();
         while !*rx.borrow() {
@@ -110,9 +105,9 @@ impl Server {
                 break;
             }
         }
-        // New logins are refused; logged-in initiators were asked to log
+        // New logins are refused; logged-in initiators are asked to log
         // out (see `drive`) and get `logout_grace` to do so.
-        self.shared.shutting_down.store(true, Ordering::Release);
+        self.shared.begin_shutdown();
         accepts.shutdown().await;
         let grace = self.shared.config.timeouts.logout_grace;
         let deadline = Instant::now() + grace + Duration::from_secs(1);
@@ -152,7 +147,7 @@ struct TcpHandoff {
 impl NetThreads {
     /// Starts `n` network threads. A thread that cannot be started is left
     /// out; with none, connections run on the caller's runtime.
-    fn start(n: usize, shared: &Arc<Shared>, shutdown: &watch::Receiver<bool>) -> NetThreads {
+    fn start(n: usize, shared: &Arc<Shared>) -> NetThreads {
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -167,10 +162,10 @@ impl NetThreads {
                     break;
                 }
             };
-            let (shared, shutdown, load2) = (shared.clone(), shutdown.clone(), load.clone());
+            let (shared, load2) = (shared.clone(), load.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("iscsi-net-{i}"))
-                .spawn(move || runtime.block_on(net_thread(rx, shared, shutdown, load2)));
+                .spawn(move || runtime.block_on(net_thread(rx, shared, load2)));
             match spawned {
                 Ok(join) => threads.push(NetThread { tx, load, join }),
                 Err(e) => {
@@ -224,7 +219,6 @@ impl NetThreads {
 async fn net_thread(
     mut rx: mpsc::UnboundedReceiver<TcpHandoff>,
     shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
     load: Arc<AtomicUsize>,
 ) {
     let mut conns = tokio::task::JoinSet::new();
@@ -234,9 +228,9 @@ async fn net_thread(
                 let Some(TcpHandoff { stream, peer }) = h else { break };
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
-                        let (shared, rx, load) = (shared.clone(), shutdown.clone(), load.clone());
+                        let (shared, load) = (shared.clone(), load.clone());
                         conns.spawn(async move {
-                            serve_connection(shared, stream, peer, rx).await;
+                            serve_connection(shared, stream, peer).await;
                             load.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -254,24 +248,14 @@ async fn net_thread(
 }
 
 /// Runs one connection to its end and releases its place in the count.
-async fn serve_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    peer: SocketAddr,
-    shutdown: watch::Receiver<bool>,
-) {
-    if let Err(e) = run_connection(shared.clone(), stream, shutdown).await {
+async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    if let Err(e) = run_connection(shared.clone(), stream).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
     shared.connections.fetch_sub(1, Ordering::AcqRel);
 }
 
-async fn accept_loop(
-    listener: TcpListener,
-    shared: Arc<Shared>,
-    shutdown: watch::Receiver<bool>,
-    net: Arc<NetThreads>,
-) {
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, net: Arc<NetThreads>) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
@@ -291,12 +275,7 @@ async fn accept_loop(
             Ok(()) => {}
             // No network thread: run it here.
             Err(Some(stream)) => {
-                tokio::spawn(serve_connection(
-                    shared.clone(),
-                    stream,
-                    peer,
-                    shutdown.clone(),
-                ));
+                tokio::spawn(serve_connection(shared.clone(), stream, peer));
             }
             Err(None) => {
                 shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -306,17 +285,14 @@ async fn accept_loop(
 }
 
 /// Drives one connection. Runs as its own tokio task on its network thread.
-async fn run_connection(
-    shared: Arc<Shared>,
-    stream: TcpStream,
-    mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
+async fn run_connection(shared: Arc<Shared>, stream: TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr().ok();
     let control = shared.new_conn_control();
     let mut conn = Connection::new(shared.clone(), control.clone(), local);
-    let result = drive(&shared, &stream, &mut conn, &mut shutdown).await;
+    let result = drive(&shared, &stream, &mut conn).await;
     conn.closed();
+    shared.conn_closed(control.id);
     result
 }
 
@@ -328,12 +304,7 @@ async fn run_connection(
 /// kill, shutdown or the timer. A READ that the service completes in
 /// `submit` thus goes from socket read to socket write in one turn, on one
 /// thread, with one `recv` and one `send`.
-async fn drive(
-    shared: &Arc<Shared>,
-    stream: &TcpStream,
-    conn: &mut Connection,
-    shutdown: &mut watch::Receiver<bool>,
-) -> io::Result<()> {
+async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
     let timeouts = shared.config.timeouts.clone();
     let queue = conn.completion_queue().clone();
     let control = conn.control().clone();
@@ -349,7 +320,6 @@ async fn drive(
     tokio::pin!(timer);
     let mut armed = login_deadline;
     let mut actions = Vec::new();
-    let mut shutdown_open = true;
     let mut drain_deadline: Option<Instant> = None;
     loop {
         // Everything that can be done without waiting.
@@ -392,10 +362,11 @@ async fn drive(
                 break;
             }
         }
-        if control.is_killed() || *shutdown.borrow() && !conn.is_logged_in() {
+        let shutting_down = shared.shutting_down.load(Ordering::Acquire);
+        if control.is_killed() || shutting_down && !conn.is_logged_in() {
             return Ok(());
         }
-        if *shutdown.borrow() && drain_deadline.is_none() {
+        if shutting_down && drain_deadline.is_none() {
             conn.request_logout(timeouts.logout_grace);
             drain_deadline = Some(Instant::now() + timeouts.logout_grace);
             continue;
@@ -418,7 +389,7 @@ async fn drive(
         }
         tokio::select! {
             biased;
-            // Completions from other threads, and kills.
+            // Completions from other threads, kills and shutdown.
             _ = queue.notified() => {
                 if control.is_killed() {
                     return Ok(());
@@ -441,11 +412,6 @@ async fn drive(
             r = stream.writable(), if !conn.out.is_empty() => {
                 r?;
                 write_now(stream, conn)?;
-            }
-            r = shutdown.changed(), if shutdown_open => {
-                if r.is_err() {
-                    shutdown_open = false;
-                }
             }
             _ = &mut timer => {
                 // Disarmed until the next deadline is computed.
