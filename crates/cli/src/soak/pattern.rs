@@ -106,9 +106,7 @@ pub fn decode(unit: &[u8], stamp: Stamp) -> Found {
     {
         return Found::Corrupt;
     }
-    // The fill must be the one the header names (the checksum alone would accept a unit
-    // whose header and fill were both rewritten consistently, which is fine; this catches
-    // a fill from another generation under a stale header only together with the sum).
+    // The checksum covers header and fill: a unit torn between two writes fails it.
     Found::Generation(generation)
 }
 
@@ -223,8 +221,7 @@ mod tests {
         b.failed(6);
         b.failed(7);
         assert_eq!(b.check(Found::Generation(5)), Verdict::Ok);
-        // Reading 5 settled nothing about 6 and 7? It did: the block holds 5 now and no
-        // failed write lands later, so 6 and 7 are no longer legal.
+        // Reading 5 settled it: no failed write lands later, so 6 and 7 are no longer legal.
         assert_eq!(b.check(Found::Generation(7)), Verdict::Corrupt);
         b.failed(8);
         assert_eq!(b.check(Found::Generation(8)), Verdict::Ok);
