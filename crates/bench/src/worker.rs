@@ -59,23 +59,21 @@ impl<'a> Thread<'a> {
         }
     }
 
-    /// Picks the next I/O for slot `i` and prepares `buf` (pattern for a verified write).
-    fn next(&mut self, i: usize, buf: &mut [u8]) -> NextIo {
+    /// Picks the next I/O for slot `i` and prepares `buf` (pattern for a verified write);
+    /// `now` is its start time.
+    fn next(&mut self, i: usize, buf: &mut [u8], now: Instant) -> NextIo {
         let io = self.workload.next(&self.busy);
         if io.write {
             self.workload.fill(io.unit, buf);
         }
         self.busy[i] = io.unit;
-        self.slots[i] = InFlight {
-            io,
-            start: Instant::now(),
-        };
+        self.slots[i] = InFlight { io, start: now };
         io
     }
 
-    /// Slot `i` completed (`ok`, with `buf` for a read).
-    fn done(&mut self, i: usize, ok: Result<(), String>, buf: &[u8]) {
-        let now = Instant::now();
+    /// Slot `i` completed (`ok`, with `buf` for a read), seen at `now` (one clock read per
+    /// batch of completions: they were all there when the wait returned).
+    fn done(&mut self, i: usize, ok: Result<(), String>, buf: &[u8], now: Instant) {
         let s = self.slots[i];
         self.busy[i] = u64::MAX;
         self.res.last = now;
@@ -122,8 +120,12 @@ pub(crate) fn class_thread(
     let mut th = Thread::new(cfg, disk, t, shared);
     let bs = u64::from(cfg.block_size);
     let mut q = disk.queue(cfg.queue_depth);
-    let submit = |th: &mut Thread<'_>, q: &mut class::DiskQueue, i: usize, mut buf: Vec<u8>| {
-        let io = th.next(i, &mut buf);
+    let submit = |th: &mut Thread<'_>,
+                  q: &mut class::DiskQueue,
+                  i: usize,
+                  mut buf: Vec<u8>,
+                  now: Instant| {
+        let io = th.next(i, &mut buf, now);
         let req = if io.write {
             IoRequest::write(io.unit * bs, buf)
         } else {
@@ -135,7 +137,7 @@ pub(crate) fn class_thread(
         }
     };
     for i in 0..cfg.queue_depth as usize {
-        submit(&mut th, &mut q, i, vec![0u8; bs as usize]);
+        submit(&mut th, &mut q, i, vec![0u8; bs as usize], Instant::now());
     }
     loop {
         let Some(mut c) = q.wait_next(POLL) else {
@@ -147,11 +149,12 @@ pub(crate) fn class_thread(
         // Handle every completion that is there and send the replacements as one batch (the
         // port starts them in one pass; the file miniport submits them with one enter).
         q.plug();
+        let now = Instant::now();
         loop {
             let i = c.token as usize;
-            th.done(i, c.result.map_err(|e| e.to_string()), &c.buffer);
+            th.done(i, c.result.map_err(|e| e.to_string()), &c.buffer, now);
             if !th.stopping() {
-                submit(&mut th, &mut q, i, c.buffer);
+                submit(&mut th, &mut q, i, c.buffer, now);
             }
             match q.try_next() {
                 Some(next) => c = next,
@@ -202,7 +205,7 @@ pub(crate) fn raw_thread(
     let mut in_flight = 0usize;
     let submit = |th: &mut Thread<'_>, i: usize, mut srb: Srb| {
         let mut data = std::mem::take(&mut srb.data);
-        let io = th.next(i, &mut data);
+        let io = th.next(i, &mut data, Instant::now());
         let lba = io.unit * u64::from(bs / lbs);
         let cdb = class::cdb::read_write(io.write, lba, bs / lbs, false);
         let dir = if io.write {
@@ -250,7 +253,7 @@ pub(crate) fn raw_thread(
                     srb.srb_status, srb.scsi_status
                 ))
             };
-            th.done(i, ok, srb.data_slice());
+            th.done(i, ok, srb.data_slice(), Instant::now());
             if !th.stopping() {
                 submit(&mut th, i, srb);
                 in_flight += 1;

@@ -209,6 +209,9 @@ pub(crate) struct Runner<M: Miniport> {
     starts_open: bool,
     /// Increments of the adapter's counters not folded in yet (`crate::tally`).
     tally: Tally,
+    /// The time of this pass of the deferred stage (taken when it accepts requests and when it
+    /// processes completions, not per request): accept time and latency statistics.
+    now: Instant,
     /// LUs whose tally has something to fold.
     tally_lus: Vec<u32>,
 }
@@ -490,6 +493,7 @@ impl<M: Miniport> AdapterShared<M> {
             starts_open: false,
             tally: Tally::default(),
             tally_lus: Vec::with_capacity(8),
+            now: Instant::now(),
         };
         let timer = Arc::new(TimerShared {
             state: Mutex::new(TimerState {
@@ -1327,6 +1331,9 @@ impl<M: Miniport> Runner<M> {
         }
         self.snap.queue_ops = ops;
         let mut buf = std::mem::take(&mut self.completed_buf);
+        if !buf.is_empty() {
+            self.now = Instant::now();
+        }
         for (slot, srb) in buf.drain(..) {
             self.on_complete(sh, slot, srb);
         }
@@ -1349,6 +1356,7 @@ impl<M: Miniport> Runner<M> {
             std::mem::swap(&mut *inc, &mut self.incoming_spare);
         }
         let mut incoming = std::mem::take(&mut self.incoming_spare);
+        self.now = Instant::now();
         for inc in incoming.drain(..) {
             self.accept(sh, inc);
         }
@@ -1538,7 +1546,7 @@ impl<M: Miniport> Runner<M> {
             let outcome = crate::stats::Outcome::of(srb.srb_status, srb.scsi_status);
             let bytes = srb.data_transfer_length as u64;
             let op = srb.cdb.opcode();
-            let elapsed = submitted.elapsed();
+            let elapsed = self.now.saturating_duration_since(submitted);
             self.tally.record_completion(op, outcome, bytes);
             self.tally.record_latency(elapsed);
             if let Some(lu) = lu {
@@ -1589,7 +1597,7 @@ impl<M: Miniport> Runner<M> {
         let origin = Origin::Sink(sink);
         // From here on the request is outstanding until `finish` (LU gauge: below, once the
         // LU is known).
-        let submitted = Instant::now();
+        let submitted = self.now;
         self.tally.submitted();
         if !built {
             // build_io answered the request (its status is set): deliver it as it is.
@@ -2461,6 +2469,7 @@ impl<M: Miniport> Runner<M> {
             }
         }
         self.process_latch(sh);
+        self.now = Instant::now();
         for (slot, srb) in taken.drain(..) {
             if self.slots[slot as usize].active {
                 self.on_complete(sh, slot, srb);
