@@ -231,7 +231,11 @@ impl FileHba {
         crate::ram::configure(config, &lus, hw.maximum_transfer_length);
         let slots = config.number_of_requests as usize;
         let line = (!polled).then(|| ctx.interrupt_line());
-        let engine = match Engine::new(hw.engine, slots, hw.threads, line) {
+        let fds: Vec<_> = files
+            .iter()
+            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&f.fd()))
+            .collect();
+        let engine = match Engine::new(hw.engine, slots, hw.threads, line, &fds) {
             Ok(e) => e,
             Err(e) => {
                 tracing::error!(error = %e, engine = ?hw.engine, "file miniport: no I/O engine");

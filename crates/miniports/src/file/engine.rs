@@ -94,11 +94,14 @@ impl Engine {
         slots: usize,
         threads: usize,
         line: Option<InterruptLine>,
+        files: &[std::os::fd::RawFd],
     ) -> std::io::Result<Engine> {
         match kind {
             EngineKind::Threads => Ok(Engine::Threads(ThreadEngine::new(threads, slots, line)?)),
-            EngineKind::IoUring => Ok(Engine::Uring(Box::new(UringEngine::new(slots, line)?))),
-            EngineKind::Auto => match UringEngine::new(slots, line.clone()) {
+            EngineKind::IoUring => Ok(Engine::Uring(Box::new(UringEngine::new(
+                slots, line, files,
+            )?))),
+            EngineKind::Auto => match UringEngine::new(slots, line.clone(), files) {
                 Ok(u) => Ok(Engine::Uring(Box::new(u))),
                 Err(e) => {
                     tracing::warn!(error = %e, "io_uring refused; the file miniport uses threads");

@@ -23,7 +23,7 @@ const ADDR: Address = Address::new(0, 0, 0);
 const BLOCKS: u64 = 4096;
 
 fn uring_available() -> bool {
-    uring::UringEngine::new(8, None).is_ok()
+    uring::UringEngine::new(8, None, &[]).is_ok()
 }
 
 /// The engines this machine can run.

@@ -268,6 +268,8 @@ pub(crate) struct UringEngine {
     unsubmitted: bool,
     /// Being dropped: cancelled requests are not resubmitted.
     closing: bool,
+    /// The registered files, by index (empty when registration was refused).
+    fixed_fds: Vec<std::os::fd::RawFd>,
     /// `ops.len()` and the pollers, shared with the interrupt thread and [`UringWait`].
     state: Arc<IrqState>,
     irq: Option<IrqThread>,
@@ -281,7 +283,13 @@ impl UringEngine {
     /// A ring for `slots` requests at once. With `line`, completions raise it (interrupt
     /// configuration); without, they are only reaped (polled configuration). Fails where the
     /// kernel or a seccomp policy refuses io_uring (ENOSYS, EPERM).
-    pub(crate) fn new(slots: usize, line: Option<InterruptLine>) -> std::io::Result<Self> {
+    /// `files`: the descriptors of the adapter's files, registered with the ring (fixed
+    /// files: no descriptor lookup per SQE) where the kernel allows.
+    pub(crate) fn new(
+        slots: usize,
+        line: Option<InterruptLine>,
+        files: &[std::os::fd::RawFd],
+    ) -> std::io::Result<Self> {
         let slots = slots.clamp(1, 65_536) as u32;
         let sq = slots.next_power_of_two().clamp(8, 4096);
         // Every in-flight request has at most one SQE in the kernel, so a CQ as large as the
@@ -299,6 +307,10 @@ impl UringEngine {
                 IoUring::builder().setup_cqsize(cq).build(sq)?
             }
             Err(e) => return Err(e),
+        };
+        let fixed_fds = match ring.submitter().register_files(files) {
+            Ok(()) => files.to_vec(),
+            Err(_) => Vec::new(),
         };
         let ring = Arc::new(ring);
         let state = Arc::new(IrqState {
@@ -322,6 +334,7 @@ impl UringEngine {
             dsync_refused: false,
             unsubmitted: false,
             closing: false,
+            fixed_fds,
             state,
             irq,
             ring,
@@ -494,7 +507,8 @@ impl UringEngine {
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> bool {
-        // SAFETY: the SQE names (a) the descriptor of `ops[key].file`, kept open by that Arc,
+        // SAFETY: the SQE names (a) the descriptor of `ops[key].file`, kept open by that Arc
+        // (or its registered index: the ring holds its own reference to a registered file),
         // and (b) for reads and writes `len` bytes of `ops[key].buf` from `done`, which
         // `entry` checked lie inside the buffer. The `Op` stays in `self.ops` — its buffer
         // neither dropped, reallocated nor accessed — until the CQE for this SQE is reaped
@@ -528,32 +542,41 @@ impl UringEngine {
     /// The SQE for the current stage of request `key`.
     fn entry(&mut self, key: usize) -> squeue::Entry {
         let op = &mut self.ops[key];
-        let fd = types::Fd(op.file.fd().as_raw_fd());
-        let entry = match (op.stage, op.op) {
-            (Stage::Sync, _) | (_, IoOp::Flush) => opcode::Fsync::new(fd)
-                .flags(types::FsyncFlags::DATASYNC)
-                .build(),
-            (Stage::Transfer { dsync }, io) => {
-                let rest = &mut op.buf[op.done..op.len];
-                let n = rest.len().min(MAX_CHUNK) as u32;
-                let offset = op.offset + op.done as u64;
-                match io {
-                    IoOp::Read => opcode::Read::new(fd, rest.as_mut_ptr(), n)
-                        .offset(offset)
+        let raw = op.file.fd().as_raw_fd();
+        let fixed = self.fixed_fds.iter().position(|&f| f == raw);
+        macro_rules! sqe {
+            ($fd:expr) => {
+                match (op.stage, op.op) {
+                    (Stage::Sync, _) | (_, IoOp::Flush) => opcode::Fsync::new($fd)
+                        .flags(types::FsyncFlags::DATASYNC)
                         .build(),
-                    _ => {
-                        let flags = if dsync {
-                            ReadWriteFlags::DSYNC.bits() as i32
-                        } else {
-                            0
-                        };
-                        opcode::Write::new(fd, rest.as_ptr(), n)
-                            .offset(offset)
-                            .rw_flags(flags)
-                            .build()
+                    (Stage::Transfer { dsync }, io) => {
+                        let rest = &mut op.buf[op.done..op.len];
+                        let n = rest.len().min(MAX_CHUNK) as u32;
+                        let offset = op.offset + op.done as u64;
+                        match io {
+                            IoOp::Read => opcode::Read::new($fd, rest.as_mut_ptr(), n)
+                                .offset(offset)
+                                .build(),
+                            _ => {
+                                let flags = if dsync {
+                                    ReadWriteFlags::DSYNC.bits() as i32
+                                } else {
+                                    0
+                                };
+                                opcode::Write::new($fd, rest.as_ptr(), n)
+                                    .offset(offset)
+                                    .rw_flags(flags)
+                                    .build()
+                            }
+                        }
                     }
                 }
-            }
+            };
+        }
+        let entry = match fixed {
+            Some(i) => sqe!(types::Fixed(i as u32)),
+            None => sqe!(types::Fd(raw)),
         };
         entry.user_data(key as u64)
     }
