@@ -97,6 +97,11 @@ impl CompletionSink for BridgeSink {
     }
 }
 
+/// READ(6), READ(10), READ(12), READ(16).
+fn is_read(opcode: u8) -> bool {
+    matches!(opcode, 0x08 | 0x28 | 0xA8 | 0x88)
+}
+
 /// Moves the SRB's outcome and buffers back into the task.
 fn finish_task(task: &mut ScsiTask, mut srb: Srb) {
     let moved = srb.data_transfer_length.min(srb.data.len() as u32);
@@ -263,7 +268,13 @@ impl ScsiService for PortService {
         match task.direction {
             TaskDirection::Read => {
                 let mut buf = std::mem::take(&mut task.data_in);
-                buf.clear();
+                // READ fills the whole transfer from the medium (or fails, and the buffer is
+                // cleared); its buffer may keep the connection's earlier bytes instead of being
+                // zeroed first. Everything else gets a zeroed buffer.
+                if !is_read(task.cdb[0]) {
+                    buf.clear();
+                }
+                buf.truncate(edtl as usize);
                 buf.resize(edtl as usize, 0);
                 srb = srb.with_data(buf, edtl, DataDirection::In);
             }

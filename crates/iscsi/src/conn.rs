@@ -1120,12 +1120,21 @@ impl Connection {
         b
     }
 
-    fn give_buf(&mut self, mut b: Vec<u8>) {
+    /// A Data-In buffer of capacity >= `cap` that keeps what it held before
+    /// (bytes of this connection's earlier commands), so that a service
+    /// which overwrites it need not zero it first (see `ScsiTask::data_in`).
+    fn take_data_in_buf(&mut self, cap: usize) -> Vec<u8> {
+        let mut b = self.pool.pop().unwrap_or_default();
+        b.reserve(cap.saturating_sub(b.len()));
+        b
+    }
+
+    /// Pools `b` with its contents (`take_buf` clears, `take_data_in_buf` does not).
+    fn give_buf(&mut self, b: Vec<u8>) {
         if b.capacity() > 0
             && b.capacity() <= POOL_MAX_BUF
             && self.pool.len() < 2 * self.tasks.capacity().max(16)
         {
-            b.clear();
             self.pool.push(b);
         }
     }
@@ -1468,7 +1477,7 @@ impl Connection {
             .unwrap_or(0);
         let data_in = if task.direction == DataDirection::Read {
             let cap = edtl.min(self.shared.config.max_transfer_length) as usize;
-            self.take_buf(cap)
+            self.take_data_in_buf(cap)
         } else {
             Vec::new()
         };

@@ -220,9 +220,12 @@ pub struct ScsiTask {
     /// Data-Out bytes received (may be shorter than the CDB asks for if the
     /// initiator's EDTL is smaller; the device transfers only these).
     pub data_out: Vec<u8>,
-    /// Buffer for Data-In, empty with capacity >= `expected_transfer_length`.
-    /// The service appends at most what the command produces; the front end
-    /// sends at most `expected_transfer_length` bytes of it.
+    /// Buffer for Data-In with capacity >= `expected_transfer_length`. It
+    /// may still hold bytes of this connection's earlier commands (so a
+    /// service that overwrites it need not zero it first): the service
+    /// replaces its contents — clear, truncate or overwrite — and leaves
+    /// exactly what the command produced. The front end sends at most
+    /// `expected_transfer_length` bytes of it.
     pub data_in: Vec<u8>,
     // --- outputs ---
     pub status: u8,

@@ -85,6 +85,8 @@ impl RamDisk {
     }
 
     fn execute(&self, mut t: ScsiTask) {
+        // `data_in` may hold bytes of earlier commands (see `ScsiTask::data_in`).
+        t.data_in.clear();
         let lu = self.lus.read().get(&t.lu).cloned();
         match lu {
             Some(lu) => execute_cdb(&lu, &mut t),
