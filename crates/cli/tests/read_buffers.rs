@@ -26,7 +26,12 @@ fn login(addr: &str, isid_tail: u8) -> Initiator {
     ini.login(&o).expect("login");
     // Clear the unit attention of the new nexus.
     for _ in 0..4 {
-        if ini.scsi(0, &[0u8; 6], 0, None).expect("TEST UNIT READY").status == 0 {
+        if ini
+            .scsi(0, &[0u8; 6], 0, None)
+            .expect("TEST UNIT READY")
+            .status
+            == 0
+        {
             return ini;
         }
     }
@@ -52,11 +57,19 @@ fn probes() -> Vec<(&'static str, Vec<u8>, u32)> {
     capacity16[10..14].copy_from_slice(&edtl.to_be_bytes());
     vec![
         // Underflow: one unwritten block (zeroes) for a 32 KiB expected length.
-        ("READ(10) 1 block, EDTL 32 KiB", read10(1000, 1).to_vec(), edtl),
+        (
+            "READ(10) 1 block, EDTL 32 KiB",
+            read10(1000, 1).to_vec(),
+            edtl,
+        ),
         // No data at all.
         ("READ(10) 0 blocks", read10(1000, 0).to_vec(), edtl),
         // An error: beyond the capacity (1 GiB default LU).
-        ("READ(10) beyond capacity", read10(0xFFFF_FF00, 8).to_vec(), edtl),
+        (
+            "READ(10) beyond capacity",
+            read10(0xFFFF_FF00, 8).to_vec(),
+            edtl,
+        ),
         // Short answers built by the device.
         ("INQUIRY", inquiry, edtl),
         ("MODE SENSE(10) all pages", mode_sense, edtl),
@@ -99,7 +112,9 @@ fn earlier_read_data_never_leaks_into_later_answers() {
             // Fill the connection's pooled buffers with the pattern (several READs in a row,
             // so every buffer of the pool has held it).
             for _ in 0..4 {
-                let r = ini.read10(0, 0, PATTERN_BLOCKS).expect("READ(10) of the pattern");
+                let r = ini
+                    .read10(0, 0, PATTERN_BLOCKS)
+                    .expect("READ(10) of the pattern");
                 assert_eq!(r.status, 0);
                 assert!(r.data.iter().all(|&b| b == PATTERN), "pattern read back");
             }
@@ -111,7 +126,10 @@ fn earlier_read_data_never_leaks_into_later_answers() {
                  a fresh connection's"
             );
             let pattern_run = r.data.windows(16).any(|w| w.iter().all(|&b| b == PATTERN));
-            assert!(!pattern_run, "round {round}, {name}: earlier READ data in the answer");
+            assert!(
+                !pattern_run,
+                "round {round}, {name}: earlier READ data in the answer"
+            );
         }
     }
     // The probes did return short or empty data (so the test can catch a leak at all).
