@@ -88,10 +88,7 @@ socket = {:?}
 
 /// Runs `scsiport ARGS --socket SOCKET`, bounded in time; panics unless it succeeds.
 fn control(socket: &Path, args: &[&str]) -> String {
-    let bin = env!("CARGO_BIN_EXE_scsiport");
-    let mut all = args.to_vec();
-    all.extend(["--socket", socket.to_str().expect("utf-8 path")]);
-    let out = common::run_tool(bin, &all, TOOL_TIMEOUT);
+    let out = common::control_command(socket, args, TOOL_TIMEOUT);
     assert!(out.success(), "scsiport {args:?}: {out:?}");
     out.stdout
 }

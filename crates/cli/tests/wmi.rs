@@ -55,7 +55,13 @@ socket = {:?}
 "#,
         socket.display().to_string()
     );
-    let cfg = dir.path().join("wmi.toml");
+    serve(dir, "wmi.toml", &text, socket)
+}
+
+/// Writes `text` as `dir/name` and starts `scsiport serve` with it on loopback; the control
+/// socket `socket` must exist once the server is up.
+fn serve(dir: &TempDir, name: &str, text: &str, socket: PathBuf) -> (Server, PathBuf) {
+    let cfg = dir.path().join(name);
     std::fs::write(&cfg, text).expect("write config");
     let server = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
     assert!(
@@ -67,9 +73,7 @@ socket = {:?}
 }
 
 fn scsiport(socket: &Path, args: &[&str]) -> common::ToolOutput {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--socket", socket.to_str().unwrap()]);
-    common::run_tool(env!("CARGO_BIN_EXE_scsiport"), &all, TOOL_TIMEOUT)
+    common::control_command(socket, args, TOOL_TIMEOUT)
 }
 
 fn json(socket: &Path, args: &[&str]) -> Value {
@@ -321,15 +325,7 @@ socket = {:?}
 "#,
         socket.display().to_string()
     );
-    let cfg = dir.path().join("sim.toml");
-    std::fs::write(&cfg, text).expect("write config");
-    let server = Server::start(&["--config", cfg.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
-    assert!(
-        socket.exists(),
-        "no control socket; stderr:\n{}",
-        server.stderr_tail()
-    );
-    (server, socket)
+    serve(dir, "sim.toml", &text, socket)
 }
 
 #[test]

@@ -254,6 +254,17 @@ impl ToolOutput {
     }
 }
 
+/// Runs `scsiport ARGS --socket SOCKET` (a command on a server's control socket), killing it
+/// after `timeout`.
+pub fn control_command(socket: &Path, args: &[&str], timeout: Duration) -> ToolOutput {
+    let mut all = args.to_vec();
+    all.extend([
+        "--socket",
+        socket.to_str().expect("control socket path is UTF-8"),
+    ]);
+    run_tool(env!("CARGO_BIN_EXE_scsiport"), &all, timeout)
+}
+
 /// Runs `program ARGS`, killing it after `timeout`. The tool must be installed.
 pub fn run_tool(program: &str, args: &[&str], timeout: Duration) -> ToolOutput {
     require_tool(program);
