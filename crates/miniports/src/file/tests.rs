@@ -22,19 +22,19 @@ const ADDR: Address = Address::new(0, 0, 0);
 /// Blocks of every test disk.
 const BLOCKS: u64 = 4096;
 
-fn uring_available() -> bool {
-    uring::UringEngine::new(8, None, &[]).is_ok()
+/// The io_uring engine's tests need io_uring: a machine that refuses it (seccomp, an old kernel)
+/// fails them with this message instead of skipping them. (The miniport itself falls back to
+/// the thread pool there; `EngineKind::Auto`.)
+fn require_uring() {
+    if let Err(e) = uring::UringEngine::new(8, None, &[]) {
+        panic!("io_uring is refused on this machine ({e}): the io_uring engine cannot be tested");
+    }
 }
 
-/// The engines this machine can run.
+/// Both engines.
 fn engines() -> Vec<EngineKind> {
-    let mut v = vec![EngineKind::Threads];
-    if uring_available() {
-        v.push(EngineKind::IoUring);
-    } else {
-        eprintln!("io_uring refused here: testing the thread pool only");
-    }
-    v
+    require_uring();
+    vec![EngineKind::Threads, EngineKind::IoUring]
 }
 
 struct Rig {
@@ -343,10 +343,7 @@ fn read_write_flush_unmap_polled_threads() {
 
 #[test]
 fn read_write_flush_unmap_interrupt_io_uring() {
-    if !uring_available() {
-        eprintln!("io_uring refused here: skipped");
-        return;
-    }
+    require_uring();
     for bs in [512, 4096] {
         exercise(EngineKind::IoUring, false, bs);
     }
@@ -354,10 +351,7 @@ fn read_write_flush_unmap_interrupt_io_uring() {
 
 #[test]
 fn read_write_flush_unmap_polled_io_uring() {
-    if !uring_available() {
-        eprintln!("io_uring refused here: skipped");
-        return;
-    }
+    require_uring();
     for bs in [512, 4096] {
         exercise(EngineKind::IoUring, true, bs);
     }
@@ -369,24 +363,8 @@ fn auto_picks_io_uring_where_allowed() {
     let backend = Arc::new(FileBackend::open(file.path(), 512, Some(1 << 20)).unwrap());
     let a = start(EngineKind::Auto, false, backend);
     let got = a.synchronize::<FileMiniport, _>(|m, _| m.engine()).unwrap();
-    let want = if uring_available() {
-        EngineKind::IoUring
-    } else {
-        EngineKind::Threads
-    };
-    assert_eq!(got, want);
-}
-
-#[test]
-fn explicit_io_uring_fails_the_adapter_where_refused() {
-    if uring_available() {
-        return;
-    }
-    let file = tempfile::NamedTempFile::new().unwrap();
-    let backend = Arc::new(FileBackend::open(file.path(), 512, Some(1 << 20)).unwrap());
-    let lu = FileLu::new(ADDR, LuConfig::default(), backend).unwrap();
-    let hw = FileAdapterConfig::single(vec![lu]).with_engine(EngineKind::IoUring);
-    assert!(port::initialize::<FileMiniport>(hw, PortOptions::default()).is_err());
+    require_uring();
+    assert_eq!(got, EngineKind::IoUring);
 }
 
 /// Completions of one submitter, for a waiting thread.
@@ -490,10 +468,7 @@ fn concurrent_submitters_threads() {
 
 #[test]
 fn concurrent_submitters_io_uring() {
-    if !uring_available() {
-        eprintln!("io_uring refused here: skipped");
-        return;
-    }
+    require_uring();
     concurrent(EngineKind::IoUring, false, 4096);
     concurrent(EngineKind::IoUring, true, 512);
 }
@@ -720,17 +695,15 @@ fn sigkill_after_completion(mode: &str, engine: &str, bs: u32) {
 #[test]
 fn sigkill_after_fua_write_keeps_the_data() {
     sigkill_after_completion("fua", "threads", 512);
-    if uring_available() {
-        sigkill_after_completion("fua", "uring", 4096);
-    }
+    require_uring();
+    sigkill_after_completion("fua", "uring", 4096);
 }
 
 #[test]
 fn sigkill_after_synchronize_cache_keeps_the_data() {
     sigkill_after_completion("sync", "threads", 4096);
-    if uring_available() {
-        sigkill_after_completion("sync", "uring", 512);
-    }
+    require_uring();
+    sigkill_after_completion("sync", "uring", 512);
 }
 
 // ---- Requests the kernel has not finished (thread pool held by a test gate) ----
@@ -936,10 +909,7 @@ fn reads_past_a_truncated_end_return_zeroes() {
 /// write must still complete successfully.
 #[test]
 fn io_uring_requests_survive_the_exit_of_the_submitting_thread() {
-    if !uring_available() {
-        eprintln!("io_uring refused here: skipped");
-        return;
-    }
+    require_uring();
     for polled in [false, true] {
         let rig = Rig::new(EngineKind::IoUring, polled, 4096);
         let sink = Arc::new(Collect::default());
@@ -1020,10 +990,7 @@ impl CompletionSink for ByThread {
 
 #[test]
 fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
-    if !uring_available() {
-        eprintln!("io_uring refused here: nothing to poll");
-        return;
-    }
+    require_uring();
     // On tmpfs the kernel hands reads to its workers, so they are still in flight when the
     // first poll starts; elsewhere they may all finish inside the submitting enter.
     let shm = Path::new("/dev/shm").is_dir();
