@@ -567,7 +567,12 @@ pub(crate) fn drive(
             .map(|t| {
                 let shared = &shared;
                 let spawn = &spawn;
-                s.spawn(move || spawn(t, shared))
+                s.spawn(move || {
+                    // Each submitting thread is its own "processor": with concurrent channels
+                    // (Storport file adapters) it gets its own channel, ring and interrupt.
+                    port::set_current_processor(t);
+                    spawn(t, shared)
+                })
             })
             .collect();
         let deadline = started + cfg.duration;

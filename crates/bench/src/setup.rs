@@ -66,7 +66,13 @@ impl Bench {
             .map_err(|e| BenchError::Backend(e.to_string()))?;
         let lu = FileLu::new(LU, LuConfig::default(), Arc::new(file))
             .map_err(|e| BenchError::Backend(e.to_string()))?;
-        let hw = FileAdapterConfig::single(vec![lu]);
+        // Storport: one concurrent channel (one io_uring and one message interrupt) per
+        // submitting thread; SCSI Port has no channels.
+        let channels = match cfg.model {
+            Model::Storport => cfg.threads as usize,
+            Model::Scsiport => 1,
+        };
+        let hw = FileAdapterConfig::single(vec![lu]).with_channels(channels);
         let adapter = match cfg.model {
             Model::Scsiport => port::initialize::<FileMiniport>(hw, port_options(cfg))?,
             Model::Storport => port::initialize_storport::<FileMiniport>(hw, port_options(cfg))?,

@@ -76,14 +76,17 @@ mod tests;
 mod uring;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use device::backend::FileBackend;
 use device::{IoPlan, LogicalUnit, LuConfig, LuConfigError, Prepared, ResetKind, ScsiRequest};
+use parking_lot::Mutex;
 use port::{
     AdapterControl, AdapterControlStatus, AdapterControlType, Address, AddressFilter,
-    DataDirection, FindAdapterContext, FindAdapterResult, HwInitializationData, Miniport,
-    PortConfiguration, PortContext, SrbFunction, SrbId, SrbRef, SrbStatus, StorportMiniport,
+    DataDirection, FindAdapterContext, FindAdapterResult, HwInitializationData, InterruptLine,
+    Miniport, PortConfiguration, PortContext, Srb, SrbFunction, SrbId, SrbRef, SrbStatus,
+    StartIoContext, StorportMiniport, SynchronizationModel,
 };
 use slab::Slab;
 
@@ -162,6 +165,13 @@ pub struct FileAdapterConfig {
     /// How long a reset or abort waits for the kernel to finish the requests it affects
     /// (under the interrupt lock) before leaving them to complete later.
     pub reset_drain_timeout: Duration,
+    /// Engines (io_uring rings) per adapter. 1 (the default): one engine, `start_io` under the
+    /// interrupt lock. `n > 1` under the Storport model: `n` concurrent channels (full
+    /// duplex, `StorPortInitializePerfOpts(STOR_PERF_CONCURRENT_CHANNELS)`), one engine and
+    /// one message-signaled interrupt per channel; a submitting thread's requests go to the
+    /// channel of its [`port::current_processor`]. Under the SCSI Port model only the first
+    /// engine is used. The polled configuration always has one.
+    pub channels: usize,
 }
 
 impl FileAdapterConfig {
@@ -173,7 +183,15 @@ impl FileAdapterConfig {
             engine: EngineKind::Auto,
             threads: DEFAULT_THREADS,
             reset_drain_timeout: RESET_DRAIN_TIMEOUT,
+            channels: 1,
         }
+    }
+
+    /// The same with `channels` engines / concurrent channels (see
+    /// [`channels`](Self::channels)).
+    pub fn with_channels(mut self, channels: usize) -> Self {
+        self.channels = channels.max(1);
+        self
     }
 
     /// The same with engine `engine`.
@@ -193,21 +211,284 @@ struct InFlight {
     forced: Option<SrbStatus>,
 }
 
-/// The device extension shared by [`FileMiniport`] and [`PolledFileMiniport`]; every method
-/// runs in a miniport routine, under the adapter's interrupt lock.
-struct FileHba {
-    lus: Vec<DiskLu>,
-    /// `files[i]` is the file of `lus[i]`.
-    files: Vec<Arc<FileBackend>>,
+/// Concurrent channels: a request started on a channel, waiting for the channel's doorbell
+/// (`start_io_channel_done`) to go to the engine.
+struct Staged {
+    req: IoRequest,
+    f: InFlight,
+}
+
+/// One channel of a file adapter: an engine (one io_uring, or the pool) with its in-flight
+/// table. An adapter has one, or one per concurrent channel.
+struct Channel {
     engine: Engine,
     in_flight: Slab<InFlight>,
     /// Reaped completions (reused).
     done: Vec<IoDone>,
-    stopped: bool,
+    /// Requests `start_io` staged on this channel, for the doorbell.
+    staged: Vec<Staged>,
+    /// Requests the engine finished at once in the doorbell (no port context there): completed
+    /// by the next routine that services the channel (its message interrupt is raised).
+    early: Vec<IoDone>,
+    /// The channel's interrupt line (its message line with concurrent channels).
+    line: Option<InterruptLine>,
+}
+
+/// A channel padded to its own cache lines (channels are driven by different threads).
+#[repr(align(128))]
+struct Padded(Mutex<Channel>);
+
+/// How a request is handed to the engine.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hand {
+    /// Queued in the ring, submitted by `start_io_batch_done` (interrupt configuration).
+    Queue,
+    /// Submitted at once (polled configuration).
+    Submit,
+    /// Staged for the channel's doorbell (concurrent channels).
+    Stage,
+}
+
+/// Where a routine reads and completes requests: the port's services under the interrupt lock
+/// ([`PortContext`]) or, in a full-duplex `start_io`, the request in hand ([`StartIoContext`]).
+trait Requests {
+    fn srb_mut(&mut self, r: &SrbRef) -> Option<&mut Srb>;
+    fn complete(&mut self, r: SrbRef);
+}
+
+impl<M: Miniport> Requests for PortContext<'_, M> {
+    fn srb_mut(&mut self, r: &SrbRef) -> Option<&mut Srb> {
+        PortContext::srb_mut(self, r)
+    }
+    fn complete(&mut self, r: SrbRef) {
+        self.request_complete(r);
+    }
+}
+
+impl<M: Miniport> Requests for StartIoContext<'_, M> {
+    fn srb_mut(&mut self, r: &SrbRef) -> Option<&mut Srb> {
+        StartIoContext::srb_mut(self, r)
+    }
+    fn complete(&mut self, r: SrbRef) {
+        self.request_complete(r);
+    }
+}
+
+/// What a file adapter's routines share: the LUs, their files and the channels. It is the
+/// Storport `Shared` part too: with concurrent channels, `start_io` runs on it without the
+/// interrupt lock. Each channel has its own mutex, taken by the routine driving that channel
+/// (uncontended: the port runs one routine per channel at a time; resets take them all).
+pub struct FileShared {
+    lus: Vec<DiskLu>,
+    /// `files[i]` is the file of `lus[i]`.
+    files: Vec<Arc<FileBackend>>,
+    channels: Box<[Padded]>,
+    /// Between StopAdapter and RestartAdapter (changed under every lock of the adapter).
+    stopped: AtomicBool,
     drain_timeout: Duration,
     /// Interrupt configuration: `start_io` only queues the I/O; `start_io_batch_done` submits
     /// the batch and reaps (the polled configuration submits in `start_io`).
     batched: bool,
+}
+
+impl std::fmt::Debug for FileShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileShared")
+            .field("lus", &self.lus.len())
+            .field("channels", &self.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileShared {
+    fn channel(&self, i: usize) -> parking_lot::MutexGuard<'_, Channel> {
+        self.channels[i % self.channels.len()].0.lock()
+    }
+
+    /// EXECUTE_SCSI on LU `index`: complete now, or hand the plan's I/O to channel `ch`.
+    fn execute(
+        &self,
+        ch: &mut Channel,
+        port: &mut impl Requests,
+        r: SrbRef,
+        index: usize,
+        hand: Hand,
+    ) {
+        let lu = &self.lus[index].lu;
+        let Some(srb) = port.srb_mut(&r) else {
+            return;
+        };
+        let nexus = device_nexus(srb);
+        let cdb = srb.cdb;
+        let direction = srb.direction();
+        let mut data = std::mem::take(&mut srb.data);
+        let len = (srb.data_transfer_length as usize).min(data.len());
+        let prepared = {
+            let (data_out, data_in): (&[u8], &mut [u8]) = match direction {
+                DataDirection::In => (&[], &mut data[..len]),
+                DataDirection::Out => (&data[..len], &mut []),
+                _ => (&[], &mut []),
+            };
+            let mut req = ScsiRequest {
+                nexus,
+                cdb: cdb.as_slice(),
+                data_out,
+                data_in,
+            };
+            lu.prepare(&mut req)
+        };
+        let completion = match prepared {
+            Prepared::Done(c) => {
+                srb.data = data;
+                c
+            }
+            Prepared::Io(plan) => {
+                let req = IoRequest {
+                    tag: 0,
+                    file: self.files[index].clone(),
+                    op: plan.op,
+                    offset: plan.offset,
+                    len: plan.len,
+                    buf: data,
+                };
+                let f = InFlight {
+                    srb: r,
+                    address: srb.address,
+                    lu: lu.clone(),
+                    plan,
+                    forced: None,
+                };
+                if hand == Hand::Stage {
+                    ch.staged.push(Staged { req, f });
+                    return;
+                }
+                let slot = ch.in_flight.vacant_entry();
+                let req = IoRequest {
+                    tag: slot.key(),
+                    ..req
+                };
+                let started = if hand == Hand::Queue {
+                    ch.engine.queue(req)
+                } else {
+                    ch.engine.submit(req)
+                };
+                match started {
+                    None => {
+                        slot.insert(f);
+                        return;
+                    }
+                    Some(done) => {
+                        srb.data = done.buf;
+                        complete_srb(srb, &f.lu.finish(f.plan, done.result));
+                        port.complete(f.srb);
+                        return;
+                    }
+                }
+            }
+        };
+        complete_srb(srb, &completion);
+        port.complete(r);
+    }
+
+    /// The doorbell of a channel: its staged requests go to the engine, one submission. The
+    /// channel's interrupt is masked meanwhile; if completions are already waiting (the kernel
+    /// posts those of earlier requests when this thread enters it), the channel's message is
+    /// raised on this thread — its routine reaps them here, as fio reaps its own ring — else
+    /// the interrupt is unmasked again.
+    fn ring_doorbell(&self, channel: u32) {
+        let mut g = self.channel(channel as usize);
+        let ch = &mut *g;
+        if ch.staged.is_empty() {
+            return;
+        }
+        ch.engine.mask_irq();
+        let mut early = false;
+        let mut staged = std::mem::take(&mut ch.staged);
+        for Staged { req, f } in staged.drain(..) {
+            let slot = ch.in_flight.vacant_entry();
+            let tag = slot.key();
+            slot.insert(f);
+            if let Some(done) = ch.engine.queue(IoRequest { tag, ..req }) {
+                ch.early.push(done);
+                early = true;
+            }
+        }
+        ch.staged = staged;
+        ch.engine.flush();
+        // Left masked when there is work: the message routine unmasks when it is done.
+        let work = early || ch.engine.completions_waiting() || ch.engine.unmask_irq();
+        let line = if work { ch.line.clone() } else { None };
+        drop(g);
+        if let Some(line) = line {
+            line.raise();
+        }
+    }
+
+    /// Reaps what channel `ch`'s engine finished and completes those requests. Returns how
+    /// many. Under the interrupt lock.
+    fn service<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>) -> usize {
+        let mut done = std::mem::take(&mut ch.done);
+        let mut n = ch.engine.reap(&mut done);
+        n += ch.early.len();
+        done.append(&mut ch.early);
+        for d in done.drain(..) {
+            Self::complete(ch, port, d);
+        }
+        ch.done = done;
+        debug_assert_eq!(ch.engine.in_flight(), ch.in_flight.len());
+        n
+    }
+
+    /// Services channel `ch` with its interrupt masked, then unmasks it and reaps again
+    /// whatever arrived before the unmask took effect (see the module documentation).
+    fn service_masked<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>) -> usize {
+        ch.engine.mask_irq();
+        let mut n = 0;
+        loop {
+            n += Self::service(ch, port);
+            if !ch.engine.unmask_irq() {
+                return n;
+            }
+            ch.engine.mask_irq();
+        }
+    }
+
+    /// Completes the request of a finished I/O (exactly once: the entry leaves the table; a
+    /// request the port already took back is dropped by the port as a late completion).
+    fn complete<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>, d: IoDone) {
+        let Some(f) = ch.in_flight.try_remove(d.tag) else {
+            tracing::error!(tag = d.tag, "file miniport: completion of no request");
+            return;
+        };
+        let completion = f.lu.finish(f.plan, d.result);
+        if let Some(srb) = port.srb_mut(&f.srb) {
+            srb.data = d.buf;
+            match f.forced {
+                Some(status) => {
+                    srb.srb_status = status;
+                    srb.data_transfer_length = 0;
+                }
+                None => complete_srb(srb, &completion),
+            }
+        }
+        port.request_complete(f.srb);
+    }
+
+    fn in_flight(&self) -> usize {
+        self.channels
+            .iter()
+            .map(|c| {
+                let c = c.0.lock();
+                c.in_flight.len() + c.staged.len()
+            })
+            .sum()
+    }
+}
+
+/// The device extension shared by [`FileMiniport`] and [`PolledFileMiniport`]; every method
+/// runs in a miniport routine, under the adapter's interrupt lock.
+struct FileHba {
+    shared: Arc<FileShared>,
 }
 
 impl FileHba {
@@ -230,29 +511,68 @@ impl FileHba {
             lus.into_iter().map(|l| (l.disk, l.file)).unzip();
         crate::ram::configure(config, &lus, hw.maximum_transfer_length);
         let slots = config.number_of_requests as usize;
-        let line = (!polled).then(|| ctx.interrupt_line());
+        let count = if polled {
+            1
+        } else {
+            hw.channels.clamp(1, port::MAX_MESSAGES as usize)
+        };
+        let lines: Vec<Option<InterruptLine>> = match (polled, count) {
+            (true, _) => vec![None],
+            (false, 1) => vec![Some(ctx.interrupt_line())],
+            (false, n) => {
+                // Storport concurrent channels (StorPortInitializePerfOpts): start_io runs on
+                // each channel concurrently, and each channel's completions come as its own
+                // message-signaled interrupt.
+                config.synchronization_model = SynchronizationModel::FullDuplex;
+                config.concurrent_channels = n as u32;
+                ctx.message_interrupt_lines(n as u32)
+                    .into_iter()
+                    .map(Some)
+                    .collect()
+            }
+        };
         let fds: Vec<_> = files
             .iter()
             .map(|f| std::os::fd::AsRawFd::as_raw_fd(&f.fd()))
             .collect();
-        let engine = match Engine::new(hw.engine, slots, hw.threads, line, &fds) {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::error!(error = %e, engine = ?hw.engine, "file miniport: no I/O engine");
-                return FindAdapterResult::Error;
-            }
-        };
-        tracing::debug!(engine = ?engine.kind(), polled, "file adapter found");
+        let mut channels = Vec::with_capacity(count);
+        for line in lines {
+            let engine = match Engine::new(hw.engine, slots, hw.threads, line.clone(), &fds) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, engine = ?hw.engine, "file miniport: no I/O engine");
+                    return FindAdapterResult::Error;
+                }
+            };
+            channels.push(Padded(Mutex::new(Channel {
+                engine,
+                in_flight: Slab::with_capacity(slots),
+                done: Vec::with_capacity(slots),
+                staged: Vec::with_capacity(if count > 1 { slots } else { 0 }),
+                early: Vec::new(),
+                line,
+            })));
+        }
+        tracing::debug!(
+            engine = ?channels[0].0.lock().engine.kind(),
+            polled,
+            channels = count,
+            "file adapter found"
+        );
         FindAdapterResult::Found(FileHba {
-            lus,
-            files,
-            engine,
-            in_flight: Slab::with_capacity(slots),
-            done: Vec::with_capacity(slots),
-            stopped: false,
-            drain_timeout: hw.reset_drain_timeout,
-            batched: !polled,
+            shared: Arc::new(FileShared {
+                lus,
+                files,
+                channels: channels.into_boxed_slice(),
+                stopped: AtomicBool::new(false),
+                drain_timeout: hw.reset_drain_timeout,
+                batched: !polled,
+            }),
         })
+    }
+
+    fn kind(&self) -> EngineKind {
+        self.shared.channel(0).engine.kind()
     }
 
     fn start_io<M: Miniport>(&mut self, port: &mut PortContext<'_, M>, r: SrbRef) -> bool {
@@ -263,11 +583,17 @@ impl FileHba {
         let tagged = srb.queue_tag != port::SP_UNTAGGED;
         let function = srb.function;
         let next_srb = srb.next_srb;
-        let index = self.lus.iter().position(|d| d.address == address);
+        let sh = &*self.shared;
+        let index = sh.lus.iter().position(|d| d.address == address);
         let status = match function {
             SrbFunction::ExecuteScsi => match index {
-                Some(i) if !self.stopped => {
-                    self.execute(port, r, i);
+                Some(i) if !sh.stopped.load(Ordering::Relaxed) => {
+                    let hand = if sh.batched {
+                        Hand::Queue
+                    } else {
+                        Hand::Submit
+                    };
+                    sh.execute(&mut sh.channel(0), port, r, i, hand);
                     Self::next(port, tagged, address);
                     return true;
                 }
@@ -306,124 +632,33 @@ impl FileHba {
         }
     }
 
-    /// EXECUTE_SCSI on LU `index`: complete now, or submit the plan's I/O.
-    fn execute<M: Miniport>(&mut self, port: &mut PortContext<'_, M>, r: SrbRef, index: usize) {
-        let lu = &self.lus[index].lu;
-        let Some(srb) = port.srb_mut(&r) else {
-            return;
-        };
-        let nexus = device_nexus(srb);
-        let cdb = srb.cdb;
-        let direction = srb.direction();
-        let mut data = std::mem::take(&mut srb.data);
-        let len = (srb.data_transfer_length as usize).min(data.len());
-        let prepared = {
-            let (data_out, data_in): (&[u8], &mut [u8]) = match direction {
-                DataDirection::In => (&[], &mut data[..len]),
-                DataDirection::Out => (&data[..len], &mut []),
-                _ => (&[], &mut []),
-            };
-            let mut req = ScsiRequest {
-                nexus,
-                cdb: cdb.as_slice(),
-                data_out,
-                data_in,
-            };
-            lu.prepare(&mut req)
-        };
-        let completion = match prepared {
-            Prepared::Done(c) => {
-                srb.data = data;
-                c
-            }
-            Prepared::Io(plan) => {
-                let slot = self.in_flight.vacant_entry();
-                let req = IoRequest {
-                    tag: slot.key(),
-                    file: self.files[index].clone(),
-                    op: plan.op,
-                    offset: plan.offset,
-                    len: plan.len,
-                    buf: data,
-                };
-                let started = if self.batched {
-                    self.engine.queue(req)
-                } else {
-                    self.engine.submit(req)
-                };
-                match started {
-                    None => {
-                        slot.insert(InFlight {
-                            srb: r,
-                            address: srb.address,
-                            lu: lu.clone(),
-                            plan,
-                            forced: None,
-                        });
-                        return;
-                    }
-                    Some(done) => {
-                        srb.data = done.buf;
-                        lu.finish(plan, done.result)
-                    }
-                }
-            }
-        };
-        complete_srb(srb, &completion);
-        port.request_complete(r);
-    }
-
-    /// Start of a routine of the interrupt configuration: the engine's interrupt is masked
-    /// (see [`end`](Self::end)).
-    fn begin(&mut self) {
-        self.engine.mask_irq();
-    }
-
-    /// End of a routine: reaps what the engine finished meanwhile (without a trip through the
-    /// interrupt thread), then unmasks the interrupt and reaps again whatever arrived before
-    /// the unmask took effect. Returns how many requests completed.
-    fn end<M: Miniport>(&mut self, port: &mut PortContext<'_, M>) -> usize {
-        let mut n = 0;
-        loop {
-            n += self.service(port);
-            if !self.engine.unmask_irq() {
-                return n;
-            }
-            self.engine.mask_irq();
+    /// Submits what `start_io` queued on channel 0 (the interrupt configuration's doorbell),
+    /// then services every channel.
+    fn batch_done<M: Miniport>(&mut self, port: &mut PortContext<'_, M>) {
+        {
+            let mut ch = self.shared.channel(0);
+            ch.engine.mask_irq();
+            ch.engine.flush();
         }
+        self.interrupt(port);
     }
 
-    /// Reaps what the engine finished and completes those requests. Returns how many.
+    /// The interrupt routine: services every channel. Returns how many requests completed.
+    fn interrupt<M: Miniport>(&mut self, port: &mut PortContext<'_, M>) -> usize {
+        self.shared
+            .channels
+            .iter()
+            .map(|c| FileShared::service_masked(&mut c.0.lock(), port))
+            .sum()
+    }
+
+    /// Reaps every channel without touching the interrupt masks (the polled configuration).
     fn service<M: Miniport>(&mut self, port: &mut PortContext<'_, M>) -> usize {
-        let mut done = std::mem::take(&mut self.done);
-        let n = self.engine.reap(&mut done);
-        for d in done.drain(..) {
-            self.complete(port, d);
-        }
-        self.done = done;
-        debug_assert_eq!(self.engine.in_flight(), self.in_flight.len());
-        n
-    }
-
-    /// Completes the request of a finished I/O (exactly once: the entry leaves the table; a
-    /// request the port already took back is dropped by the port as a late completion).
-    fn complete<M: Miniport>(&mut self, port: &mut PortContext<'_, M>, d: IoDone) {
-        let Some(f) = self.in_flight.try_remove(d.tag) else {
-            tracing::error!(tag = d.tag, "file miniport: completion of no request");
-            return;
-        };
-        let completion = f.lu.finish(f.plan, d.result);
-        if let Some(srb) = port.srb_mut(&f.srb) {
-            srb.data = d.buf;
-            match f.forced {
-                Some(status) => {
-                    srb.srb_status = status;
-                    srb.data_transfer_length = 0;
-                }
-                None => complete_srb(srb, &completion),
-            }
-        }
-        port.request_complete(f.srb);
+        self.shared
+            .channels
+            .iter()
+            .map(|c| FileShared::service(&mut c.0.lock(), port))
+            .sum()
     }
 
     /// Marks the in-flight requests matching `filter` to complete with `status` and waits (up
@@ -439,34 +674,52 @@ impl FileHba {
         self.drain_where(port, |f| filter.matches(f.address), status)
     }
 
+    /// [`drain`](Self::drain) for the requests `matches` selects, over every channel.
     fn drain_where<M: Miniport>(
         &mut self,
         port: &mut PortContext<'_, M>,
         matches: impl Fn(&InFlight) -> bool,
         status: SrbStatus,
     ) -> bool {
-        for (_, f) in self.in_flight.iter_mut() {
-            if matches(f) {
-                f.forced = Some(status);
+        let sh = &*self.shared;
+        for c in sh.channels.iter() {
+            for (_, f) in c.0.lock().in_flight.iter_mut() {
+                if matches(f) {
+                    f.forced = Some(status);
+                }
             }
         }
-        let deadline = Instant::now() + self.drain_timeout;
-        let mut done = std::mem::take(&mut self.done);
+        let deadline = Instant::now() + sh.drain_timeout;
         let drained = loop {
-            self.engine.reap(&mut done);
-            for d in done.drain(..) {
-                self.complete(port, d);
+            let mut waiting = None;
+            for (i, c) in sh.channels.iter().enumerate() {
+                let mut ch = c.0.lock();
+                FileShared::service(&mut ch, port);
+                if waiting.is_none() && ch.in_flight.iter().any(|(_, f)| matches(f)) {
+                    waiting = Some(i);
+                }
             }
-            if !self.in_flight.iter().any(|(_, f)| matches(f)) {
+            let Some(i) = waiting else {
                 break true;
-            }
+            };
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break false;
             }
-            self.engine.wait(&mut done, left);
+            // Wait on one channel that still has some; the others are looked at again after.
+            let slice = if sh.channels.len() > 1 {
+                left.min(Duration::from_millis(1))
+            } else {
+                left
+            };
+            let mut ch = sh.channel(i);
+            let mut done = std::mem::take(&mut ch.done);
+            ch.engine.wait(&mut done, slice);
+            for d in done.drain(..) {
+                FileShared::complete(&mut ch, port, d);
+            }
+            ch.done = done;
         };
-        self.done = done;
         if !drained {
             tracing::warn!(
                 status = status.name(),
@@ -486,7 +739,12 @@ impl FileHba {
             return SrbStatus::ABORT_FAILED;
         };
         let is_target = |f: &InFlight| f.srb.id() == target;
-        if !self.in_flight.iter().any(|(_, f)| is_target(f)) {
+        let here = self
+            .shared
+            .channels
+            .iter()
+            .any(|c| c.0.lock().in_flight.iter().any(|(_, f)| is_target(f)));
+        if !here {
             // Not here: it already completed (or never started).
             return SrbStatus::ABORT_FAILED;
         }
@@ -505,7 +763,7 @@ impl FileHba {
     }
 
     fn lu_reset(&self, filter: AddressFilter, kind: ResetKind) {
-        for d in &self.lus {
+        for d in &self.shared.lus {
             if filter.matches(d.address) {
                 d.lu.reset(kind);
             }
@@ -515,7 +773,7 @@ impl FileHba {
     /// SRB FLUSH / SHUTDOWN: `fdatasync` every file (synchronously; rare).
     fn flush_all(&self) -> SrbStatus {
         let mut status = SrbStatus::SUCCESS;
-        for f in &self.files {
+        for f in &self.shared.files {
             if device::BlockBackend::flush(&**f).is_err() {
                 status = SrbStatus::ERROR;
             }
@@ -530,8 +788,8 @@ impl FileHba {
                 list.set(AdapterControlType::StopAdapter);
                 list.set(AdapterControlType::RestartAdapter);
             }
-            AdapterControl::StopAdapter => self.stopped = true,
-            AdapterControl::RestartAdapter => self.stopped = false,
+            AdapterControl::StopAdapter => self.shared.stopped.store(true, Ordering::Relaxed),
+            AdapterControl::RestartAdapter => self.shared.stopped.store(false, Ordering::Relaxed),
             AdapterControl::SetBootConfig | AdapterControl::SetRunningConfig => {}
         }
         AdapterControlStatus::Success
@@ -556,7 +814,7 @@ impl std::fmt::Debug for FileMiniport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FileMiniport")
             .field("engine", &self.engine())
-            .field("in_flight", &self.hba.in_flight.len())
+            .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }
 }
@@ -564,17 +822,17 @@ impl std::fmt::Debug for FileMiniport {
 impl FileMiniport {
     /// The engine in use ([`EngineKind::IoUring`] or [`EngineKind::Threads`]).
     pub fn engine(&self) -> EngineKind {
-        self.hba.engine.kind()
+        self.hba.kind()
     }
 
-    /// Requests whose I/O is in the kernel.
+    /// Requests whose I/O is in the kernel (or staged for it), over every channel.
     pub fn in_flight(&self) -> usize {
-        self.hba.in_flight.len()
+        self.hba.shared.in_flight()
     }
 
     /// The LUs of this adapter.
     pub fn logical_units(&self) -> &[DiskLu] {
-        &self.hba.lus
+        &self.hba.shared.lus
     }
 }
 
@@ -611,17 +869,14 @@ impl Miniport for FileMiniport {
     }
 
     /// The doorbell: submits the I/O of every request started since the last call with one
-    /// `io_uring_enter`, then reaps what the engine finished meanwhile (`FileHba::end`).
+    /// `io_uring_enter`, then reaps what the engine finished meanwhile.
     fn start_io_batch_done(&mut self, port: &mut PortContext<'_, Self>) {
-        self.hba.begin();
-        self.hba.engine.flush();
-        self.hba.end(port);
+        self.hba.batch_done(port);
     }
 
-    /// Reaps the engine's completions (the io_uring CQ, or the pool's list).
+    /// Reaps the engines' completions (the io_uring CQ, or the pool's list) of every channel.
     fn interrupt(&mut self, port: &mut PortContext<'_, Self>) -> bool {
-        self.hba.begin();
-        self.hba.end(port) > 0
+        self.hba.interrupt(port) > 0
     }
 
     fn reset_bus(&mut self, port: &mut PortContext<'_, Self>, path_id: u8) -> bool {
@@ -640,11 +895,55 @@ impl Miniport for FileMiniport {
 
 /// The file adapter also runs under the Storport model ([`port::initialize_storport`]): it
 /// needs nothing before `start_io`, so `build_io` is the default (accept every request).
+///
+/// With [`FileAdapterConfig::channels`] `> 1` it declares concurrent channels (full duplex,
+/// one channel per ring): `start_io_full_duplex` runs on the request's channel without the
+/// interrupt lock and stages the I/O; the channel's doorbell (`start_io_channel_done`) hands
+/// the staged I/O to the channel's ring with one `io_uring_enter`; the ring's completions
+/// raise the channel's message-signaled interrupt and `message_interrupt` reaps that ring only.
 impl StorportMiniport for FileMiniport {
-    type Shared = ();
+    type Shared = FileShared;
 
-    fn shared(&self) -> Arc<()> {
-        Arc::new(())
+    fn shared(&self) -> Arc<FileShared> {
+        self.hba.shared.clone()
+    }
+
+    /// Concurrent channels (StartIo lock of channel `port.channel()` only): READ, WRITE and
+    /// SYNCHRONIZE CACHE are prepared here and staged on the channel; everything else (commands
+    /// the LU completes at once, resets, aborts, flushes) runs as in half duplex, under the
+    /// interrupt lock.
+    fn start_io_full_duplex(
+        shared: &FileShared,
+        port: &mut StartIoContext<'_, Self>,
+        srb: SrbRef,
+    ) -> bool {
+        let Some(s) = port.srb(&srb) else {
+            return false;
+        };
+        let address = s.address;
+        let index = (s.function == SrbFunction::ExecuteScsi
+            && !shared.stopped.load(Ordering::Relaxed))
+        .then(|| shared.lus.iter().position(|d| d.address == address))
+        .flatten();
+        match index {
+            Some(i) => {
+                let channel = port.channel() as usize;
+                shared.execute(&mut shared.channel(channel), port, srb, i, Hand::Stage);
+                true
+            }
+            None => port.synchronize_access(move |m, ctx| m.hba.start_io(ctx, srb)),
+        }
+    }
+
+    /// The channel's doorbell: its staged I/O goes to its ring (one `io_uring_enter`).
+    fn start_io_channel_done(shared: &FileShared, channel: u32) {
+        shared.ring_doorbell(channel);
+    }
+
+    /// `HwMSInterruptRoutine`: reaps channel `message_id`'s ring only.
+    fn message_interrupt(&mut self, port: &mut PortContext<'_, Self>, message_id: u32) -> bool {
+        let mut ch = self.hba.shared.channel(message_id as usize);
+        FileShared::service_masked(&mut ch, port) > 0
     }
 }
 
@@ -660,7 +959,7 @@ impl std::fmt::Debug for PolledFileMiniport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolledFileMiniport")
             .field("engine", &self.engine())
-            .field("in_flight", &self.hba.in_flight.len())
+            .field("in_flight", &self.in_flight())
             .finish_non_exhaustive()
     }
 }
@@ -668,24 +967,24 @@ impl std::fmt::Debug for PolledFileMiniport {
 impl PolledFileMiniport {
     /// The engine in use.
     pub fn engine(&self) -> EngineKind {
-        self.hba.engine.kind()
+        self.hba.kind()
     }
 
-    /// Requests whose I/O is in the kernel.
+    /// Requests whose I/O is in the kernel (or staged for it), over every channel.
     pub fn in_flight(&self) -> usize {
-        self.hba.in_flight.len()
+        self.hba.shared.in_flight()
     }
 
     /// The LUs of this adapter.
     pub fn logical_units(&self) -> &[DiskLu] {
-        &self.hba.lus
+        &self.hba.shared.lus
     }
 
     /// Requests the poll timer while requests are in flight. A pending request is left alone
     /// (re-requesting would push it out under a steady stream of `start_io` calls) unless it
     /// is overdue, i.e. was lost (a restart cancels timers).
     fn arm(&mut self, port: &mut PortContext<'_, Self>) {
-        if self.hba.in_flight.is_empty() {
+        if self.hba.shared.in_flight() == 0 {
             return;
         }
         let overdue = Duration::from_micros(u64::from(POLL_INTERVAL_US) * 1000);

@@ -55,6 +55,8 @@ pub(crate) struct Incoming {
     pub(crate) srb: Srb,
     /// False when Storport's `build_io` completed the request itself.
     pub(crate) built: bool,
+    /// The concurrent channel of the submitting thread (0 without concurrent channels).
+    pub(crate) channel: u16,
 }
 
 /// Who gets the request back.
@@ -70,6 +72,8 @@ enum Origin {
 
 struct Queued {
     srb: Srb,
+    /// The concurrent channel `start_io` runs on (0 without concurrent channels).
+    channel: u16,
     origin: Origin,
     attempts: u32,
     /// When the submitter handed the request to the port (latency statistics).
@@ -100,6 +104,8 @@ struct SlotMeta {
     stage_left: u32,
     /// When the submitter handed the request to the port (latency statistics).
     submitted: Instant,
+    /// The concurrent channel it was started on.
+    channel: u16,
 }
 
 impl SlotMeta {
@@ -118,6 +124,7 @@ impl SlotMeta {
             stage: Stage::None,
             stage_left: 0,
             submitted: now,
+            channel: 0,
         }
     }
 }
@@ -162,6 +169,8 @@ struct AdapterFlags {
     /// Interrupts masked by CallEnableInterrupts until CallDisableInterrupts.
     masked: bool,
     held_interrupt: bool,
+    /// Message-signaled interrupts that came while interrupts were held (bit = message id).
+    held_messages: u64,
     held_timer: bool,
     /// Stopped through adapter_control (requests held) or shut down.
     stopping: bool,
@@ -231,7 +240,16 @@ pub(crate) struct StorportHooks<M: Miniport> {
     pub(crate) start_io: Option<StartIoFn<M>>,
     pub(crate) unit_control: UnitControlFn<M>,
     pub(crate) adapter_control_ex: AdapterControlExFn<M>,
+    /// `StorportMiniport::message_interrupt`.
+    pub(crate) message_interrupt: MessageFn<M>,
+    /// Full duplex: `start_io_channel_done` bound to the shared part.
+    pub(crate) channel_done: Option<ChannelDoneFn>,
 }
+
+/// `StorportMiniport::message_interrupt`.
+pub(crate) type MessageFn<M> = fn(&mut M, &mut PortContext<'_, M>, u32) -> bool;
+/// `StorportMiniport::start_io_channel_done` bound to the miniport's shared part.
+pub(crate) type ChannelDoneFn = Box<dyn Fn(u32) + Send + Sync>;
 
 /// A full-duplex `start_io` bound to the miniport's shared part.
 pub(crate) type StartIoFn<M> =
@@ -252,7 +270,18 @@ pub(crate) struct PendingStart {
 /// The StartIo side of a full-duplex adapter.
 pub(crate) struct FullDuplex<M: Miniport> {
     start_io: StartIoFn<M>,
-    /// The *StartIo lock*; it guards what `start_io` left for the interrupt side.
+    /// The doorbell after a run of `start_io` calls on a channel.
+    channel_done: Option<ChannelDoneFn>,
+    /// One channel (one StartIo lock), or one per concurrent channel.
+    channels: Box<[Channel<M>]>,
+}
+
+/// One StartIo channel: its lock and its requests to start. Aligned so that two channels never
+/// share a cache line (each is driven by its own thread).
+#[repr(align(128))]
+pub(crate) struct Channel<M: Miniport> {
+    /// The *StartIo lock* of the channel (the adapter's StartIo lock when there is one
+    /// channel); it guards what `start_io` left for the interrupt side.
     lock: Mutex<StartIoSide<M>>,
     /// Requests to start, in dispatch order (a leaf lock).
     starts: Mutex<VecDeque<PendingStart>>,
@@ -277,6 +306,7 @@ pub(crate) struct StorportState<M: Miniport> {
     full_duplex: Option<FullDuplex<M>>,
     unit_control: UnitControlFn<M>,
     adapter_control_ex: AdapterControlExFn<M>,
+    message_interrupt: MessageFn<M>,
     supported_units: Mutex<SupportedUnitControlTypeList>,
     supported_ex: Mutex<SupportedStorAdapterControlTypeList>,
 }
@@ -345,6 +375,10 @@ pub(crate) struct AdapterShared<M: Miniport> {
     sink_count: AtomicU32,
     pending: AtomicBool,
     interrupt_pending: AtomicBool,
+    /// Message-signaled interrupts raised and not yet serviced (bit = message id).
+    messages_pending: AtomicU64,
+    /// Concurrent channels (1 without).
+    channel_count: u32,
     ticks_pending: AtomicU32,
     timer_fired: AtomicU64,
     control: Mutex<Control>,
@@ -386,6 +420,20 @@ impl<M: Miniport> InterruptTarget for AdapterShared<M> {
         }
         self.request_dpc()
     }
+
+    fn raise_message(&self, message_id: u32) -> bool {
+        if self.stor.is_none() {
+            // SCSI Port has no message-signaled interrupts: the plain interrupt.
+            return self.raise_interrupt();
+        }
+        if self.full_duplex().is_some() {
+            self.isr_message(message_id);
+        } else {
+            self.messages_pending
+                .fetch_or(1 << (message_id % 64), Ordering::AcqRel);
+        }
+        self.request_dpc()
+    }
 }
 
 /// Errors of the blocking helpers.
@@ -422,21 +470,35 @@ impl<M: Miniport> AdapterShared<M> {
         } else {
             options.reset_hold_off_ticks
         };
+        let full_duplex = hooks.as_ref().is_some_and(|h| h.start_io.is_some());
+        let channel_count = if full_duplex {
+            config
+                .concurrent_channels
+                .clamp(1, crate::interrupt::MAX_MESSAGES)
+        } else {
+            1
+        };
         let (build_io, stor) = match hooks {
             Some(h) => (
                 Some(h.build_io),
                 Some(StorportState {
                     full_duplex: h.start_io.map(|start_io| FullDuplex {
                         start_io,
-                        lock: Mutex::new(StartIoSide {
-                            latch: Latch::new(slots),
-                            done: Vec::with_capacity(slots),
-                            batch: VecDeque::with_capacity(slots),
-                        }),
-                        starts: Mutex::new(VecDeque::with_capacity(slots)),
+                        channel_done: h.channel_done,
+                        channels: (0..channel_count)
+                            .map(|_| Channel {
+                                lock: Mutex::new(StartIoSide {
+                                    latch: Latch::new(slots),
+                                    done: Vec::with_capacity(slots),
+                                    batch: VecDeque::with_capacity(slots),
+                                }),
+                                starts: Mutex::new(VecDeque::with_capacity(slots)),
+                            })
+                            .collect(),
                     }),
                     unit_control: h.unit_control,
                     adapter_control_ex: h.adapter_control_ex,
+                    message_interrupt: h.message_interrupt,
                     supported_units: Mutex::new(SupportedUnitControlTypeList::default()),
                     supported_ex: Mutex::new(SupportedStorAdapterControlTypeList::default()),
                 }),
@@ -460,6 +522,7 @@ impl<M: Miniport> AdapterShared<M> {
                 adapter_timer: None,
                 masked: false,
                 held_interrupt: false,
+                held_messages: 0,
                 held_timer: false,
                 stopping: false,
                 stopped: false,
@@ -512,6 +575,8 @@ impl<M: Miniport> AdapterShared<M> {
             sink_count: AtomicU32::new(1),
             pending: AtomicBool::new(false),
             interrupt_pending: AtomicBool::new(false),
+            messages_pending: AtomicU64::new(0),
+            channel_count,
             ticks_pending: AtomicU32::new(0),
             timer_fired: AtomicU64::new(0),
             control: Mutex::new(Control::default()),
@@ -574,15 +639,65 @@ impl<M: Miniport> AdapterShared<M> {
         self.latch_dirty.store(true, Ordering::Release);
     }
 
-    /// Full duplex: calls `start_io` for every request waiting in `starts`, in order, with the
-    /// StartIo lock (`side`) held, then hands the requests left in hand to the interrupt side in
-    /// one batch. Returns whether anything was started.
-    fn drain_starts_locked(&self, fd: &FullDuplex<M>, side: &mut StartIoSide<M>) -> bool {
+    /// Full duplex: `HwMSInterruptRoutine(message_id)` on the raising thread, under the
+    /// interrupt lock (`InterruptSynchronizeAll`); like [`isr`](Self::isr), left to the deferred
+    /// stage when the lock is busy or interrupts are held.
+    fn isr_message(&self, message_id: u32) {
+        let Some(stor) = &self.stor else {
+            return;
+        };
+        let pend = || {
+            self.messages_pending
+                .fetch_or(1 << (message_id % 64), Ordering::AcqRel);
+        };
+        let Some(mut g) = self.interrupt.try_lock() else {
+            pend();
+            return;
+        };
+        let st = &mut *g;
+        if st.isr_blocked {
+            drop(g);
+            pend();
+            return;
+        }
+        let was = IN_PORT_LOCK.with(|f| f.replace(self.lock_id()));
+        let claimed = (stor.message_interrupt)(
+            &mut st.miniport,
+            &mut PortContext { core: &mut st.core },
+            message_id,
+        );
+        IN_PORT_LOCK.with(|f| f.set(was));
+        drop(g);
+        if !claimed {
+            self.shared.count_spurious_interrupt();
+        }
+        self.latch_dirty.store(true, Ordering::Release);
+    }
+
+    /// The concurrent channel of the calling (submitting) thread.
+    fn current_channel(&self) -> u16 {
+        if self.channel_count > 1 {
+            (crate::interrupt::current_processor() % self.channel_count) as u16
+        } else {
+            0
+        }
+    }
+
+    /// Full duplex: calls `start_io` for every request waiting in channel `ch`'s `starts`, in
+    /// order, with that channel's StartIo lock (`side`) held, then hands the requests left in
+    /// hand to the interrupt side in one batch and rings the doorbell
+    /// (`start_io_channel_done`). Returns whether anything was started.
+    fn drain_starts_locked(
+        &self,
+        fd: &FullDuplex<M>,
+        ch: usize,
+        side: &mut StartIoSide<M>,
+    ) -> bool {
         let mut any = false;
         let was = IN_PORT_LOCK.with(|f| f.replace(self.lock_id()));
         loop {
             {
-                let mut q = fd.starts.lock();
+                let mut q = fd.channels[ch].starts.lock();
                 if q.is_empty() {
                     break;
                 }
@@ -594,6 +709,7 @@ impl<M: Miniport> AdapterShared<M> {
                     adapter: self,
                     latch: &mut side.latch,
                     done: &mut side.done,
+                    channel: ch as u32,
                     id: p.id,
                     srb: Some(p.srb),
                     completed: false,
@@ -604,8 +720,13 @@ impl<M: Miniport> AdapterShared<M> {
                     side.done.push((id, srb, completed));
                 }
             }
-            let mut g = self.interrupt.lock();
-            crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
+            {
+                let mut g = self.interrupt.lock();
+                crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
+            }
+            if let Some(done) = &fd.channel_done {
+                done(ch as u32);
+            }
         }
         IN_PORT_LOCK.with(|f| f.set(was));
         if any {
@@ -618,15 +739,40 @@ impl<M: Miniport> AdapterShared<M> {
     /// Full duplex: starts the waiting requests (outside the DPC token). Blocks on the StartIo
     /// lock if another thread holds it (that thread may have missed requests queued after its
     /// last look).
+    ///
+    /// Concurrent channels: the calling thread's own channel first, then the others (a
+    /// channel's requests must not wait for its thread to come back).
     fn drain_starts(&self) -> bool {
         let Some(fd) = self.full_duplex() else {
             return false;
         };
-        if fd.starts.lock().is_empty() {
-            return false;
+        let n = fd.channels.len();
+        let own = self.current_channel() as usize;
+        let mut any = false;
+        for i in 0..n {
+            let ch = (own + i) % n;
+            if fd.channels[ch].starts.lock().is_empty() {
+                continue;
+            }
+            let mut side = fd.channels[ch].lock.lock();
+            any |= self.drain_starts_locked(fd, ch, &mut side);
         }
-        let mut side = fd.lock.lock();
-        self.drain_starts_locked(fd, &mut side)
+        any
+    }
+
+    /// Full duplex: takes every channel's StartIo lock (in channel order), starting what waits
+    /// on each, so a routine that needs the whole adapter sees every dispatched request.
+    fn lock_all_channels<'a>(
+        &self,
+        fd: &'a FullDuplex<M>,
+    ) -> Vec<parking_lot::MutexGuard<'a, StartIoSide<M>>> {
+        let mut guards = Vec::with_capacity(fd.channels.len());
+        for (ch, c) in fd.channels.iter().enumerate() {
+            let mut side = c.lock.lock();
+            self.drain_starts_locked(fd, ch, &mut side);
+            guards.push(side);
+        }
+        guards
     }
 
     /// Full duplex: holds interrupts (`blocked`) or lets them run on the raising thread again.
@@ -716,7 +862,13 @@ impl<M: Miniport> AdapterShared<M> {
             srb.srb_status = SrbStatus::PENDING;
             built = build_io(&mut srb);
         }
-        self.incoming.lock().push(Incoming { sink, srb, built });
+        let channel = self.current_channel();
+        self.incoming.lock().push(Incoming {
+            sink,
+            srb,
+            built,
+            channel,
+        });
         self.request_dpc();
     }
 
@@ -737,9 +889,15 @@ impl<M: Miniport> AdapterShared<M> {
                     }
                 }
             }
+            let channel = self.current_channel();
             let mut inc = self.incoming.lock();
             for (srb, built) in srbs.drain(..n).zip(built) {
-                inc.push(Incoming { sink, srb, built });
+                inc.push(Incoming {
+                    sink,
+                    srb,
+                    built,
+                    channel,
+                });
             }
         }
         self.request_dpc();
@@ -1200,8 +1358,7 @@ impl<M: Miniport> Runner<M> {
             return self.call_isr(sh, f);
         };
         let r = {
-            let mut side = fd.lock.lock();
-            sh.drain_starts_locked(fd, &mut side);
+            let _channels = sh.lock_all_channels(fd);
             let mut g = sh.interrupt.lock();
             let st = &mut *g;
             let r = f(&mut st.miniport, &mut PortContext { core: &mut st.core });
@@ -1382,6 +1539,10 @@ impl<M: Miniport> Runner<M> {
         if take_flag(&sh.interrupt_pending) {
             self.interrupt(sh);
         }
+        let messages = take_u64(&sh.messages_pending);
+        if messages != 0 {
+            self.messages(sh, messages);
+        }
         if take_flag(&sh.latch_dirty) {
             self.call_isr(sh, |_, _| ());
         }
@@ -1404,6 +1565,27 @@ impl<M: Miniport> Runner<M> {
         }
     }
 
+    /// Message-signaled interrupts `bits` (bit = message id), each through
+    /// `message_interrupt` under the interrupt lock; held like [`interrupt`](Self::interrupt).
+    fn messages(&mut self, sh: &AdapterShared<M>, bits: u64) {
+        let Some(stor) = &sh.stor else {
+            return;
+        };
+        if self.adapter.masked || self.adapter.stopped {
+            self.adapter.held_messages |= bits;
+            return;
+        }
+        let routine = stor.message_interrupt;
+        for id in 0..64u32 {
+            if bits & (1 << id) != 0 {
+                let claimed = self.call_isr(sh, |m, ctx| routine(m, ctx, id));
+                if !claimed {
+                    sh.shared.count_spurious_interrupt();
+                }
+            }
+        }
+    }
+
     /// Miniport calls requested by notifications: the enable/disable-interrupts callbacks,
     /// `dma_started`, and recovery escalations decided while completing requests.
     fn run_deferred(&mut self, sh: &AdapterShared<M>) {
@@ -1420,6 +1602,10 @@ impl<M: Miniport> Runner<M> {
                 sh.set_isr_blocked(self.adapter.stopped);
                 if std::mem::take(&mut self.adapter.held_interrupt) {
                     self.interrupt(sh);
+                }
+                let held = std::mem::take(&mut self.adapter.held_messages);
+                if held != 0 {
+                    self.messages(sh, held);
                 }
                 continue;
             }
@@ -1593,6 +1779,7 @@ impl<M: Miniport> Runner<M> {
             sink,
             mut srb,
             built,
+            channel,
         } = inc;
         let origin = Origin::Sink(sink);
         // From here on the request is outstanding until `finish` (LU gauge: below, once the
@@ -1640,6 +1827,7 @@ impl<M: Miniport> Runner<M> {
         self.lu_tally(lu).submitted();
         let q = Queued {
             srb,
+            channel,
             origin,
             attempts: 0,
             submitted,
@@ -1924,6 +2112,7 @@ impl<M: Miniport> Runner<M> {
         };
         let Queued {
             mut srb,
+            channel,
             origin,
             attempts,
             submitted,
@@ -1965,12 +2154,24 @@ impl<M: Miniport> Runner<M> {
             stage: Stage::None,
             stage_left: 0,
             submitted,
+            channel,
         };
         if let Some(fd) = sh.full_duplex() {
             let id = SrbId { slot, generation };
-            let mut starts = fd.starts.lock();
+            if fd.channels.len() > 1 {
+                // Concurrent channels: `start_io` runs on the request's channel after the
+                // token is given back (`AdapterShared::drain_starts`), concurrently with the
+                // other channels.
+                let ch = channel as usize % fd.channels.len();
+                fd.channels[ch]
+                    .starts
+                    .lock()
+                    .push_back(PendingStart { id, srb });
+                return;
+            }
+            let mut starts = fd.channels[0].starts.lock();
             if starts.is_empty()
-                && let Some(mut start_io_lock) = fd.lock.try_lock()
+                && let Some(mut start_io_lock) = fd.channels[0].lock.try_lock()
             {
                 // The StartIo lock is free and nothing waits before this request: start it
                 // here (StartIo lock only; the interrupt routine may run meanwhile on the
@@ -1982,6 +2183,7 @@ impl<M: Miniport> Runner<M> {
                     adapter: sh,
                     latch: &mut side.latch,
                     done: &mut side.done,
+                    channel: 0,
                     id,
                     srb: Some(srb),
                     completed: false,
@@ -1996,6 +2198,9 @@ impl<M: Miniport> Runner<M> {
                     let mut g = sh.interrupt.lock();
                     crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
                     self.snapshot(&mut g.core);
+                }
+                if let Some(done) = &fd.channel_done {
+                    done(0);
                 }
                 drop(start_io_lock);
                 self.process_latch(sh);
@@ -2180,6 +2385,7 @@ impl<M: Miniport> Runner<M> {
         srb.data_transfer_length = srb.requested_length;
         let q = Queued {
             srb,
+            channel: meta.channel,
             origin: meta.origin,
             attempts,
             submitted: meta.submitted,
@@ -2221,12 +2427,14 @@ impl<M: Miniport> Runner<M> {
         let l = &mut self.lus[lu as usize];
         l.awaiting_sense = Some(Queued {
             srb,
+            channel: meta.channel,
             origin: meta.origin,
             attempts: meta.attempts,
             submitted: meta.submitted,
         });
         l.bypass.push_front(Queued {
             srb: rs,
+            channel: meta.channel,
             origin: Origin::RequestSense,
             attempts: 0,
             submitted: meta.submitted,
@@ -2374,6 +2582,7 @@ impl<M: Miniport> Runner<M> {
         abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
         self.lus[lu as usize].bypass.push_back(Queued {
             srb: abort,
+            channel: 0,
             origin: Origin::Recovery { target: id },
             attempts: 0,
             submitted: Instant::now(),
@@ -2402,6 +2611,7 @@ impl<M: Miniport> Runner<M> {
                     reset.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
                     self.lus[lu as usize].bypass.push_back(Queued {
                         srb: reset,
+                        channel: 0,
                         origin: Origin::Recovery { target: id },
                         attempts: 0,
                         submitted: Instant::now(),
@@ -2442,11 +2652,7 @@ impl<M: Miniport> Runner<M> {
         let mut taken = std::mem::take(&mut self.completed_buf);
         {
             // Full duplex: every dispatched request reaches the miniport first.
-            let _start_io_lock = sh.full_duplex().map(|fd| {
-                let mut side = fd.lock.lock();
-                sh.drain_starts_locked(fd, &mut side);
-                side
-            });
+            let _start_io_locks = sh.full_duplex().map(|fd| sh.lock_all_channels(fd));
             let mut g = sh.interrupt.lock();
             let core = &mut g.core;
             self.snapshot(core);
@@ -2583,6 +2789,10 @@ impl<M: Miniport> Runner<M> {
             self.adapter.disconnect_allowed = true;
             if std::mem::take(&mut self.adapter.held_interrupt) {
                 self.interrupt(sh);
+            }
+            let held = std::mem::take(&mut self.adapter.held_messages);
+            if held != 0 {
+                self.messages(sh, held);
             }
             self.kick_all();
             let mut c = sh.control.lock();

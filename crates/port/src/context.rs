@@ -517,6 +517,8 @@ pub struct StartIoContext<'a, M: Miniport> {
     pub(crate) latch: &'a mut Latch<M>,
     /// Requests of this batch started before this one, still to be handed over.
     pub(crate) done: &'a mut Vec<InHand>,
+    /// The concurrent channel this `start_io` runs on.
+    pub(crate) channel: u32,
     pub(crate) id: SrbId,
     /// The request in hand (`None` once handed to the interrupt side).
     pub(crate) srb: Option<Srb>,
@@ -546,6 +548,13 @@ impl<'a, M: Miniport> StartIoContext<'a, M> {
     /// The adapter's configuration as `find_adapter` left it.
     pub fn configuration(&self) -> &PortConfiguration {
         &self.adapter.config
+    }
+
+    /// The concurrent channel this call runs on (`0..concurrent_channels`; always 0 without
+    /// concurrent channels). Calls on different channels may run at the same time; calls on
+    /// one channel never do. Per-channel state of the miniport is indexed by it.
+    pub fn channel(&self) -> u32 {
+        self.channel
     }
 
     /// The request in hand (`None` for another id, or once completed or handed over with

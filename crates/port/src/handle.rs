@@ -5,7 +5,7 @@ use std::any::Any;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::adapter::{AdapterShared, BuildIo, StartIoFn, StorportHooks, WaitError};
+use crate::adapter::{AdapterShared, BuildIo, ChannelDoneFn, StartIoFn, StorportHooks, WaitError};
 use crate::context::{PortContext, SrbRef, StartIoContext, WmiEvent};
 use crate::interrupt::InterruptLine;
 use crate::miniport::{
@@ -638,6 +638,7 @@ pub fn initialize_storport<M: StorportMiniport>(
         config.multiple_request_per_lu = true;
         let shared = m.shared();
         let for_build = shared.clone();
+        let for_doorbell = shared.clone();
         let build_io: BuildIo = Box::new(move |srb: &mut Srb| M::build_io(&for_build, srb));
         let start_io = (config.synchronization_model == SynchronizationModel::FullDuplex).then(
             || -> StartIoFn<M> {
@@ -646,11 +647,16 @@ pub fn initialize_storport<M: StorportMiniport>(
                 })
             },
         );
+        let channel_done = start_io.as_ref().map(|_| -> ChannelDoneFn {
+            Box::new(move |channel: u32| M::start_io_channel_done(&for_doorbell, channel))
+        });
         Some(StorportHooks {
             build_io,
             start_io,
             unit_control: M::unit_control,
             adapter_control_ex: M::adapter_control_ex,
+            message_interrupt: M::message_interrupt,
+            channel_done,
         })
     })
 }

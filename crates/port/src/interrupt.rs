@@ -1,6 +1,7 @@
 //! The adapter's interrupt line.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
@@ -8,6 +9,38 @@ use std::time::Duration;
 pub(crate) trait InterruptTarget: Send + Sync {
     /// Note the interrupt and make sure the deferred stage runs; true if it ran on this thread.
     fn raise_interrupt(&self) -> bool;
+    /// The same for message-signaled interrupt `message_id` (see [`InterruptLine::messages`]).
+    fn raise_message(&self, message_id: u32) -> bool;
+}
+
+/// Most message-signaled interrupts (and concurrent channels) an adapter may have.
+pub const MAX_MESSAGES: u32 = 64;
+
+static NEXT_PROCESSOR: AtomicU32 = AtomicU32::new(0);
+
+thread_local! {
+    static PROCESSOR: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// `KeGetCurrentProcessorNumber` of this user-space port: the calling thread's "processor", which
+/// picks its concurrent channel (`channel = processor % channels`) and the message-signaled
+/// interrupt it polls. A thread gets the next number (0, 1, 2, ...) the first time it asks,
+/// unless it chose one with [`set_current_processor`].
+pub fn current_processor() -> u32 {
+    PROCESSOR.with(|p| match p.get() {
+        Some(n) => n,
+        None => {
+            let n = NEXT_PROCESSOR.fetch_add(1, Ordering::Relaxed);
+            p.set(Some(n));
+            n
+        }
+    })
+}
+
+/// Binds the calling thread to "processor" `n` (as pinning a thread to a CPU does): a
+/// submitting thread that wants its own concurrent channel picks a distinct number.
+pub fn set_current_processor(n: u32) {
+    PROCESSOR.with(|p| p.set(Some(n)));
 }
 
 /// What a miniport's "hardware" offers a thread that has nothing to do but wait for the
@@ -41,6 +74,10 @@ pub enum TakenInterrupt {
 }
 
 struct LineInner {
+    /// For a message line: its message id and the adapter's line (which holds the target).
+    message: Option<(u32, InterruptLine)>,
+    /// The adapter's message lines ([`InterruptLine::messages`]).
+    messages: OnceLock<Box<[InterruptLine]>>,
     target: OnceLock<Weak<dyn InterruptTarget>>,
     wait: OnceLock<Arc<dyn InterruptWait>>,
     raised_before_connect: AtomicBool,
@@ -73,6 +110,8 @@ impl InterruptLine {
     pub(crate) fn new() -> Self {
         Self {
             inner: Arc::new(LineInner {
+                message: None,
+                messages: OnceLock::new(),
                 target: OnceLock::new(),
                 wait: OnceLock::new(),
                 raised_before_connect: AtomicBool::new(false),
@@ -99,8 +138,48 @@ impl InterruptLine {
         self.raise_here();
     }
 
+    /// Message-signaled interrupts (MSI-X): `count` lines (at most [`MAX_MESSAGES`]) besides
+    /// this one, message ids `0..count`. Raising message `m` makes the port call the
+    /// miniport's `StorportMiniport::message_interrupt` with `m` (`HwMSInterruptRoutine`); on
+    /// a SCSI Port adapter it is the plain interrupt. Created once: later calls return the
+    /// same lines (whatever `count` they pass). For `find_adapter`.
+    ///
+    /// With message lines, [`take_interrupt`](Self::take_interrupt) on this line waits on the
+    /// message of the calling thread's processor ([`current_processor`] `% count`): a thread
+    /// polls the channel it submits on.
+    pub fn messages(&self, count: u32) -> Vec<InterruptLine> {
+        let lines = self.inner.messages.get_or_init(|| {
+            (0..count.clamp(1, MAX_MESSAGES))
+                .map(|id| InterruptLine {
+                    inner: Arc::new(LineInner {
+                        message: Some((id, self.clone())),
+                        messages: OnceLock::new(),
+                        target: OnceLock::new(),
+                        wait: OnceLock::new(),
+                        raised_before_connect: AtomicBool::new(false),
+                        raised: AtomicU64::new(0),
+                    }),
+                })
+                .collect()
+        });
+        lines.to_vec()
+    }
+
+    /// The message id of a message line (`None` for an adapter's line).
+    pub fn message_id(&self) -> Option<u32> {
+        self.inner.message.as_ref().map(|(id, _)| *id)
+    }
+
     /// [`raise`](Self::raise); true if the deferred stage ran on this thread.
     fn raise_here(&self) -> bool {
+        if let Some((id, parent)) = &self.inner.message {
+            self.inner.raised.fetch_add(1, Ordering::Relaxed);
+            return match parent.inner.target.get().and_then(Weak::upgrade) {
+                Some(t) => t.raise_message(*id),
+                // Not connected yet: deliver it as the adapter's interrupt when it is.
+                None => parent.raise_here(),
+            };
+        }
         self.inner.raised.fetch_add(1, Ordering::Relaxed);
         if self.inner.target.get().is_none() {
             self.inner
@@ -140,6 +219,12 @@ impl InterruptLine {
     /// way (its sink wakes it). Another thread may deliver this thread's completions while it
     /// waits; keep `timeout` short (a millisecond or so) if nothing else would end the wait.
     pub fn take_interrupt(&self, timeout: Duration) -> TakenInterrupt {
+        if let Some(lines) = self.inner.messages.get()
+            && !lines.is_empty()
+        {
+            let own = &lines[current_processor() as usize % lines.len()];
+            return own.take_interrupt(timeout);
+        }
         let Some(wait) = self.inner.wait.get() else {
             return TakenInterrupt::Unavailable;
         };

@@ -238,7 +238,10 @@ pub use handle::{
     Adapter, CompletionSink, InitializeError, LogicalUnitInfo, PortEvent, PortEventSink,
     PortOptions, Submitter, initialize, initialize_storport, queue_request,
 };
-pub use interrupt::{InterruptLine, InterruptWait, TakenInterrupt};
+pub use interrupt::{
+    InterruptLine, InterruptWait, MAX_MESSAGES, TakenInterrupt, current_processor,
+    set_current_processor,
+};
 pub use miniport::{
     AdapterControl, AdapterControlStatus, AdapterControlType, DevicePowerState, FindAdapterContext,
     FindAdapterResult, HwInitializationData, HwRoutine, InterfaceType, Miniport, PortConfiguration,

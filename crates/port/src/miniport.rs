@@ -138,6 +138,16 @@ pub struct PortConfiguration {
     /// [`SP_UNINITIALIZED_VALUE`] (the default) keeps the port's `reset_hold_off_ticks`.
     /// Ignored by the SCSI Port model.
     pub bus_reset_hold_time: u32,
+    /// Storport `StorPortInitializePerfOpts(STOR_PERF_CONCURRENT_CHANNELS)`: how many
+    /// concurrent channels `start_io` runs on (0 or 1: one StartIo lock, as before; at most
+    /// [`MAX_MESSAGES`](crate::MAX_MESSAGES)). Needs [`SynchronizationModel::FullDuplex`]
+    /// (ignored otherwise, and by the SCSI Port model). With `n > 1` the port takes no single
+    /// StartIo lock: each channel has its own, and `start_io_full_duplex` runs concurrently on
+    /// different channels ([`StartIoContext::channel`](crate::StartIoContext::channel)); a
+    /// request goes to the channel of the thread that submitted it
+    /// ([`current_processor`](crate::current_processor) `% n`). Routines that need the whole
+    /// adapter (`reset_bus`, the timer, adapter and unit control) take every channel's lock.
+    pub concurrent_channels: u32,
 }
 
 /// Storport `STOR_SYNCHRONIZATION_MODEL`, set by `find_adapter` in
@@ -186,6 +196,7 @@ impl PortConfiguration {
             argument_string: None,
             synchronization_model: SynchronizationModel::HalfDuplex,
             bus_reset_hold_time: SP_UNINITIALIZED_VALUE,
+            concurrent_channels: 0,
         }
     }
 
@@ -240,6 +251,11 @@ impl FindAdapterContext {
     /// thread, a simulated HBA) so it can [`raise`](InterruptLine::raise) the interrupt.
     pub fn interrupt_line(&self) -> InterruptLine {
         self.line.clone()
+    }
+    /// Message-signaled interrupts: `count` message lines (ids `0..count`); see
+    /// [`InterruptLine::messages`]. Raising one calls `StorportMiniport::message_interrupt`.
+    pub fn message_interrupt_lines(&self, count: u32) -> Vec<InterruptLine> {
+        self.line.messages(count)
     }
     /// How many times `find_adapter` was called before on this bus (0 for the first call).
     pub fn call_index(&self) -> u32 {
@@ -470,6 +486,25 @@ pub trait StorportMiniport: Miniport {
     ) -> bool {
         let _ = shared;
         port.synchronize_access(move |m, ctx| m.start_io(ctx, srb))
+    }
+
+    /// The doorbell of a full-duplex adapter: called under channel `channel`'s StartIo lock
+    /// after a run of `start_io_full_duplex` calls on it, once the requests they left in hand
+    /// are in the interrupt side's table (so the "hardware" may complete them from now on).
+    /// A miniport that stages its I/O in `start_io` hands it to the hardware here. Default:
+    /// nothing.
+    fn start_io_channel_done(shared: &Self::Shared, channel: u32) {
+        let _ = (shared, channel);
+    }
+
+    /// `HwMSInterruptRoutine`: message-signaled interrupt `message_id` (a line from
+    /// [`FindAdapterContext::message_interrupt_lines`]) was raised. Runs under the interrupt
+    /// lock (`InterruptSynchronizeAll`), on the raising thread of a full-duplex adapter (in the
+    /// deferred stage when the lock is busy), like `interrupt`. Should service only that
+    /// message's work (its channel's completions). Default: the plain interrupt routine.
+    fn message_interrupt(&mut self, port: &mut PortContext<'_, Self>, message_id: u32) -> bool {
+        let _ = message_id;
+        self.interrupt(port)
     }
 
     /// `HwStorUnitControl`: per-LU control (query supported types, start, power, removal).

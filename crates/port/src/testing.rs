@@ -224,6 +224,8 @@ pub struct ScriptConfig {
     pub interrupt_rendezvous_us: u64,
     /// Storport `BusResetHoldTime` in µs ([`SP_UNINITIALIZED_VALUE`]: the port's default).
     pub bus_reset_hold_time: u32,
+    /// Storport concurrent channels (with `full_duplex`; 0: none).
+    pub concurrent_channels: u32,
     /// Storport: support unit control (start, power, surprise removal) and the extended
     /// adapter controls (power, prepare for rescan, post-initialize).
     pub storport_controls: bool,
@@ -262,6 +264,7 @@ impl Default for ScriptConfig {
             start_io_rendezvous_us: 0,
             interrupt_rendezvous_us: 0,
             bus_reset_hold_time: SP_UNINITIALIZED_VALUE,
+            concurrent_channels: 0,
             storport_controls: false,
         }
     }
@@ -931,6 +934,7 @@ impl Miniport for ScriptedMiniport {
         config.bus_reset_hold_time = c.bus_reset_hold_time;
         if c.full_duplex {
             config.synchronization_model = SynchronizationModel::FullDuplex;
+            config.concurrent_channels = c.concurrent_channels;
         }
         ctx.set_again(ctx.call_index() + 1 < c.adapters);
         script.lines.lock().push(ctx.interrupt_line());

@@ -443,7 +443,11 @@ fn stress_model(
         .map(|(i, t)| {
             let (a, t) = (adapter.clone(), t.clone());
             let s = seed.wrapping_add(i as u64 * 7919);
-            std::thread::spawn(move || submitter_thread(a, t, s, (i as u64 + 1) << 40, deadline))
+            std::thread::spawn(move || {
+                // A "processor" each: with concurrent channels, one channel per thread.
+                port::set_current_processor(i as u32);
+                submitter_thread(a, t, s, (i as u64 + 1) << 40, deadline)
+            })
         })
         .collect();
     if shutdown_midway {
@@ -577,6 +581,37 @@ fn stress_storport_full_duplex_every_request_completes_exactly_once() {
         options(),
         "storport-full-duplex",
         false,
+        true,
+    );
+}
+
+#[test]
+fn stress_storport_concurrent_channels_every_request_completes_exactly_once() {
+    stress_model(
+        ScriptConfig {
+            late_after_reset: true,
+            full_duplex: true,
+            concurrent_channels: 2,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "storport-concurrent-channels",
+        false,
+        true,
+    );
+}
+
+#[test]
+fn stress_storport_concurrent_channels_with_shutdown_midway_every_request_completes_exactly_once() {
+    stress_model(
+        ScriptConfig {
+            full_duplex: true,
+            concurrent_channels: 2,
+            ..ScriptConfig::default()
+        },
+        options(),
+        "storport-concurrent-channels-shutdown",
+        true,
         true,
     );
 }

@@ -178,6 +178,15 @@ impl Engine {
         }
     }
 
+    /// True when the io_uring has completions waiting to be reaped (the thread pool raises
+    /// the interrupt itself: always false).
+    pub(crate) fn completions_waiting(&mut self) -> bool {
+        match self {
+            Engine::Uring(u) => u.completions_waiting(),
+            Engine::Threads(_) => false,
+        }
+    }
+
     /// Requests started and not yet reaped.
     pub(crate) fn in_flight(&self) -> usize {
         match self {

@@ -733,7 +733,7 @@ fn gated_rig(drain: Duration) -> (Rig, Arc<engine::Gate>) {
     let gate = Arc::new(engine::Gate::default());
     let g = gate.clone();
     rig.adapter
-        .synchronize::<FileMiniport, _>(move |m, _| m.hba.engine.set_gate(g))
+        .synchronize::<FileMiniport, _>(move |m, _| m.hba.shared.channel(0).engine.set_gate(g))
         .unwrap();
     (rig, gate)
 }

@@ -364,6 +364,13 @@ impl UringEngine {
         !cq.is_empty()
     }
 
+    /// True when completions wait in the completion queue (no system call).
+    pub(crate) fn completions_waiting(&mut self) -> bool {
+        let mut cq = self.cq();
+        cq.sync();
+        !cq.is_empty()
+    }
+
     /// The completion queue.
     fn cq(&mut self) -> io_uring::CompletionQueue<'_> {
         // SAFETY: the engine is the only holder of completion-queue views it drops (`&mut
