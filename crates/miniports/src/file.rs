@@ -232,6 +232,8 @@ struct Channel {
     early: Vec<IoDone>,
     /// The channel's interrupt line (its message line with concurrent channels).
     line: Option<InterruptLine>,
+    /// Requests the doorbell handed to the engine (for tests and statistics).
+    rung: u64,
 }
 
 /// A channel padded to its own cache lines (channels are driven by different threads).
@@ -404,6 +406,7 @@ impl FileShared {
         ch.engine.mask_irq();
         let mut early = false;
         let mut staged = std::mem::take(&mut ch.staged);
+        ch.rung += staged.len() as u64;
         for Staged { req, f } in staged.drain(..) {
             let slot = ch.in_flight.vacant_entry();
             let tag = slot.key();
@@ -472,6 +475,11 @@ impl FileShared {
             }
         }
         port.request_complete(f.srb);
+    }
+
+    /// Per channel: how many requests its doorbell handed to its engine.
+    fn rung(&self) -> Vec<u64> {
+        self.channels.iter().map(|c| c.0.lock().rung).collect()
     }
 
     fn in_flight(&self) -> usize {
@@ -551,6 +559,7 @@ impl FileHba {
                 staged: Vec::with_capacity(if count > 1 { slots } else { 0 }),
                 early: Vec::new(),
                 line,
+                rung: 0,
             })));
         }
         tracing::debug!(
@@ -833,6 +842,17 @@ impl FileMiniport {
     /// The LUs of this adapter.
     pub fn logical_units(&self) -> &[DiskLu] {
         &self.hba.shared.lus
+    }
+
+    /// Its channels (engines).
+    pub fn channels(&self) -> usize {
+        self.hba.shared.channels.len()
+    }
+
+    /// Per concurrent channel: how many requests went to its engine (0 for every channel
+    /// without concurrent channels, where `start_io` hands them over itself).
+    pub fn channel_requests(&self) -> Vec<u64> {
+        self.hba.shared.rung()
     }
 }
 

@@ -1074,3 +1074,372 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
     );
     rig.adapter.shutdown().unwrap();
 }
+
+// ---- Storport concurrent channels: one engine per channel ----
+
+/// A Storport file adapter with `channels` concurrent channels.
+fn channel_rig(engine: EngineKind, channels: usize, drain: Duration) -> Rig {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let backend = Arc::new(FileBackend::open(file.path(), 512, Some(BLOCKS * 512)).unwrap());
+    let lu = FileLu::new(ADDR, LuConfig::default(), backend.clone()).unwrap();
+    let mut hw = FileAdapterConfig::single(vec![lu])
+        .with_engine(engine)
+        .with_channels(channels);
+    hw.reset_drain_timeout = drain;
+    let options = PortOptions {
+        tick: None,
+        ..PortOptions::default()
+    };
+    let adapter = port::initialize_storport::<FileMiniport>(hw, options)
+        .unwrap()
+        .remove(0);
+    assert_eq!(adapter.configuration().concurrent_channels, channels as u32);
+    assert!(adapter.is_full_duplex());
+    let rig = Rig {
+        adapter,
+        file,
+        backend,
+        bs: 512,
+        polled: false,
+    };
+    assert_eq!(rig.engine(), engine);
+    assert_eq!(
+        rig.adapter
+            .synchronize::<FileMiniport, _>(|m, _| m.channels())
+            .unwrap(),
+        channels
+    );
+    rig.clear_unit_attention();
+    rig
+}
+
+fn channel_requests(rig: &Rig) -> Vec<u64> {
+    rig.adapter
+        .synchronize::<FileMiniport, _>(|m, _| m.channel_requests())
+        .unwrap()
+}
+
+/// Runs `f` on a thread bound to "processor" `p` (so its requests use channel `p % n`).
+fn on_processor<R: Send>(p: u32, f: impl FnOnce() -> R + Send) -> R {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            port::set_current_processor(p);
+            f()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+#[test]
+fn channels_data_written_on_one_channel_reads_back_on_another() {
+    for engine in engines() {
+        let rig = channel_rig(engine, 2, RESET_DRAIN_TIMEOUT);
+        let before = channel_requests(&rig);
+        let data = pattern(100, 16, 512, 7);
+        on_processor(0, || {
+            ok(&rig.write(&write10(100, 16, true), data.clone()), "write")
+        });
+        let after_write = channel_requests(&rig);
+        assert_eq!(
+            after_write[0],
+            before[0] + 1,
+            "{engine:?}: the write used channel 0"
+        );
+        assert_eq!(after_write[1], before[1], "{engine:?}");
+        let r = on_processor(1, || rig.read(&read10(100, 16), data.len()));
+        ok(&r, "read");
+        assert_eq!(r.data, data, "{engine:?}");
+        let after_read = channel_requests(&rig);
+        assert_eq!(
+            after_read[1],
+            after_write[1] + 1,
+            "{engine:?}: the read used channel 1"
+        );
+        assert_eq!(rig.file_bytes(100, 16), data);
+        // Many requests from both channels at once, each reading what the other wrote.
+        std::thread::scope(|s| {
+            for t in 0..2u32 {
+                let rig = &rig;
+                s.spawn(move || {
+                    port::set_current_processor(t);
+                    let sink = Arc::new(Collect::default());
+                    let sub = rig.adapter.submitter(sink.clone());
+                    for i in 0..32u64 {
+                        let lba = 200 + u64::from(t) * 64 + i * 2;
+                        let mut srb = cdb(&write10(lba as u32, 2, false)).with_data(
+                            pattern(lba, 2, 512, t as u8),
+                            1024,
+                            DataDirection::Out,
+                        );
+                        srb.original_request = lba;
+                        sub.submit(srb);
+                    }
+                    let done = collect(&sink, 32);
+                    assert!(
+                        done.iter()
+                            .all(|s| s.srb_status.status() == SrbStatus::SUCCESS)
+                    );
+                });
+            }
+        });
+        std::thread::scope(|s| {
+            for t in 0..2u32 {
+                let rig = &rig;
+                s.spawn(move || {
+                    port::set_current_processor(t);
+                    let other = 1 - t;
+                    let sink = Arc::new(Collect::default());
+                    let sub = rig.adapter.submitter(sink.clone());
+                    for i in 0..32u64 {
+                        let lba = 200 + u64::from(other) * 64 + i * 2;
+                        let mut srb = cdb(&read10(lba as u32, 2)).with_data(
+                            vec![0; 1024],
+                            1024,
+                            DataDirection::In,
+                        );
+                        srb.original_request = lba;
+                        sub.submit(srb);
+                    }
+                    for srb in collect(&sink, 32) {
+                        ok(&srb, "cross read");
+                        let lba = srb.original_request;
+                        assert_eq!(srb.data, pattern(lba, 2, 512, other as u8), "lba {lba}");
+                    }
+                });
+            }
+        });
+        let end = channel_requests(&rig);
+        assert!(
+            end[0] >= after_read[0] + 64 && end[1] >= after_read[1] + 64,
+            "{end:?}"
+        );
+        assert_eq!(rig.in_flight(), 0);
+        assert_eq!(rig.adapter.port_counters().late_completions, 0);
+        rig.adapter.shutdown().unwrap();
+    }
+}
+
+/// A channel rig on the thread pool whose jobs wait for a gate (on every channel).
+fn gated_channel_rig(drain: Duration) -> (Rig, Arc<engine::Gate>) {
+    let rig = channel_rig(EngineKind::Threads, 2, drain);
+    let gate = Arc::new(engine::Gate::default());
+    let g = gate.clone();
+    rig.adapter
+        .synchronize::<FileMiniport, _>(move |m, _| {
+            for i in 0..m.channels() {
+                m.hba.shared.channel(i).engine.set_gate(g.clone());
+            }
+        })
+        .unwrap();
+    (rig, gate)
+}
+
+/// On each of the two channels (processors 0 and 1), `n` one-block writes with
+/// original_request = LBA (`base + 100 * channel + i`); waits until all `2 n` are in the
+/// kernel. Returns the two sinks.
+fn writes_on_both_channels(rig: &Rig, base: u64, n: u64) -> Vec<(Arc<Collect>, port::Submitter)> {
+    let subs: Vec<_> = (0..2u32)
+        .map(|t| {
+            on_processor(t, || {
+                let sink = Arc::new(Collect::default());
+                let sub = rig.adapter.submitter(sink.clone());
+                for i in 0..n {
+                    let lba = base + 100 * u64::from(t) + i;
+                    let mut srb = cdb(&write10(lba as u32, 1, false)).with_data(
+                        pattern(lba, 1, 512, 4),
+                        512,
+                        DataDirection::Out,
+                    );
+                    srb.original_request = lba;
+                    sub.submit(srb);
+                }
+                (sink, sub)
+            })
+        })
+        .collect();
+    for _ in 0..5000 {
+        if rig.in_flight() == 2 * n as usize {
+            let per = channel_requests(rig);
+            assert!(per.iter().all(|&c| c >= n), "both channels busy: {per:?}");
+            return subs;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("requests did not reach the engines: {}", rig.in_flight());
+}
+
+#[test]
+fn channels_bus_reset_with_io_in_flight_on_both_completes_each_once() {
+    let (rig, gate) = gated_channel_rig(Duration::from_secs(20));
+    let subs = writes_on_both_channels(&rig, 0, 4);
+    let opener = open_later(&gate, Duration::from_millis(100));
+    let reset = rig
+        .adapter
+        .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
+        .unwrap();
+    opener.join().unwrap();
+    assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+    assert_eq!(rig.in_flight(), 0, "reset_bus drained every channel");
+    for (t, (sink, _)) in subs.iter().enumerate() {
+        let done = collect(sink, 4);
+        for (i, srb) in done.iter().enumerate() {
+            let lba = 100 * t as u64 + i as u64;
+            assert_eq!(srb.original_request, lba);
+            assert_eq!(srb.srb_status.status(), SrbStatus::BUS_RESET);
+            assert_eq!(srb.data, pattern(lba, 1, 512, 4), "the buffer came back");
+        }
+    }
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.end_hold_off();
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn channels_abort_of_a_request_in_the_kernel_on_the_other_channel() {
+    let (rig, gate) = gated_channel_rig(Duration::from_secs(20));
+    let subs = writes_on_both_channels(&rig, 0, 2);
+    let opener = open_later(&gate, Duration::from_millis(100));
+    // The abort goes through channel 1's start_io; the target is channel 1's LBA 101.
+    on_processor(1, || {
+        let mut abort = Srb::function(SrbFunction::AbortCommand, ADDR);
+        abort.abort_target = 101;
+        abort.original_request = 1000;
+        abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+        subs[1].1.submit(abort);
+    });
+    let zero: Vec<_> = collect(&subs[0].0, 2)
+        .iter()
+        .map(|s| (s.original_request, s.srb_status.status()))
+        .collect();
+    let one: Vec<_> = collect(&subs[1].0, 3)
+        .iter()
+        .map(|s| (s.original_request, s.srb_status.status()))
+        .collect();
+    opener.join().unwrap();
+    assert_eq!(zero, [(0, SrbStatus::SUCCESS), (1, SrbStatus::SUCCESS)]);
+    assert_eq!(
+        one,
+        [
+            (100, SrbStatus::SUCCESS),
+            (101, SrbStatus::ABORTED),
+            (1000, SrbStatus::SUCCESS)
+        ]
+    );
+    assert_eq!(rig.in_flight(), 0);
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn channels_stop_and_restart_with_io_in_flight_on_both() {
+    let (rig, gate) = gated_channel_rig(Duration::from_secs(20));
+    let subs = writes_on_both_channels(&rig, 0, 3);
+    let opener = open_later(&gate, Duration::from_millis(100));
+    // The stop waits for the requests in the kernel (they finish when the gate opens).
+    rig.adapter.stop(Duration::from_secs(20)).unwrap();
+    opener.join().unwrap();
+    for (sink, _) in &subs {
+        let done = collect(sink, 3);
+        assert!(
+            done.iter()
+                .all(|s| s.srb_status.status() == SrbStatus::SUCCESS),
+            "{:?}",
+            done.iter().map(|s| s.srb_status).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(rig.in_flight(), 0);
+    rig.adapter.restart(Duration::from_secs(10)).unwrap();
+    // Both channels serve again.
+    for t in 0..2u32 {
+        let lba = 100 * u64::from(t);
+        let r = on_processor(t, || rig.read(&read10(lba as u32, 1), 512));
+        ok(&r, "after restart");
+        assert_eq!(r.data, pattern(lba, 1, 512, 4));
+    }
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.adapter.shutdown().unwrap();
+}
+
+#[test]
+fn channels_shutdown_with_io_in_flight_on_both_completes_each_once() {
+    let (rig, gate) = gated_channel_rig(Duration::from_secs(20));
+    let subs = writes_on_both_channels(&rig, 0, 3);
+    let opener = open_later(&gate, Duration::from_millis(50));
+    rig.adapter.shutdown().unwrap();
+    opener.join().unwrap();
+    for (sink, _) in &subs {
+        let done = collect(sink, 3);
+        assert!(
+            done.iter()
+                .all(|s| s.srb_status.status() == SrbStatus::BUS_RESET)
+        );
+        assert!(done.iter().all(|s| s.data.len() == 512), "buffers returned");
+    }
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+}
+
+/// io_uring on both channels: a bus reset and a logical-unit reset while both keep writing;
+/// every request completes exactly once.
+#[test]
+fn channels_io_uring_resets_under_load_complete_each_request_once() {
+    require_uring();
+    let rig = channel_rig(EngineKind::IoUring, 2, RESET_DRAIN_TIMEOUT);
+    const N: u64 = 64;
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..2u32)
+            .map(|t| {
+                let rig = &rig;
+                s.spawn(move || {
+                    port::set_current_processor(t);
+                    let sink = Arc::new(Collect::default());
+                    let sub = rig.adapter.submitter(sink.clone());
+                    for i in 0..N {
+                        let lba = u64::from(t) * 1024 + i * 8;
+                        let mut srb = cdb(&write10(lba as u32, 8, i % 2 == 0)).with_data(
+                            pattern(lba, 8, 512, 9),
+                            8 * 512,
+                            DataDirection::Out,
+                        );
+                        srb.original_request = i;
+                        sub.submit(srb);
+                    }
+                    let mut seen = vec![0u32; N as usize];
+                    let mut n = 0;
+                    while n < N {
+                        for srb in sink.take() {
+                            let st = srb.srb_status.status();
+                            let sense = srb.sense();
+                            let ua = sense.len() > 12 && (sense[2] & 0x0F, sense[12]) == (6, 0x29);
+                            assert!(
+                                matches!(st, SrbStatus::SUCCESS | SrbStatus::BUS_RESET)
+                                    || (st == SrbStatus::ERROR && ua),
+                                "{st:?}"
+                            );
+                            seen[srb.original_request as usize] += 1;
+                            n += 1;
+                        }
+                    }
+                    assert!(seen.iter().all(|&c| c == 1), "{seen:?}");
+                })
+            })
+            .collect();
+        let reset = rig
+            .adapter
+            .execute_and_wait(Srb::function(SrbFunction::ResetBus, ADDR))
+            .unwrap();
+        assert_eq!(reset.srb_status.status(), SrbStatus::SUCCESS);
+        rig.end_hold_off();
+        let mut lu_reset = Srb::function(SrbFunction::ResetLogicalUnit, ADDR);
+        lu_reset.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
+        let done = rig.adapter.execute_and_wait(lu_reset).unwrap();
+        assert_eq!(done.srb_status.status(), SrbStatus::SUCCESS);
+        rig.end_hold_off();
+        for w in workers {
+            w.join().unwrap();
+        }
+    });
+    assert_eq!(rig.in_flight(), 0);
+    assert_eq!(rig.adapter.port_counters().late_completions, 0);
+    rig.adapter.shutdown().unwrap();
+}
