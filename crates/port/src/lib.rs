@@ -212,9 +212,30 @@
 //! adapter and unit control) run under both locks, after every dispatched request has reached
 //! `start_io`.
 //!
+//! **Concurrent channels** (`StorPortInitializePerfOpts(STOR_PERF_CONCURRENT_CHANNELS)`): a
+//! full-duplex miniport may set `PortConfiguration::concurrent_channels` to `n > 1`. The
+//! adapter then has no single StartIo lock but one per channel (each padded to its own cache
+//! lines); a request is started on the channel of the thread that submitted it
+//! ([`current_processor`] `% n`, the user-space `KeGetCurrentProcessorNumber`; a thread picks
+//! its own with [`set_current_processor`]), by that thread after it gives the DPC token back,
+//! so `start_io_full_duplex` runs on different channels at the same time
+//! ([`StartIoContext::channel`] names it). After each run of starts on a channel, once the
+//! requests are in the interrupt side's table, the port calls
+//! `StorportMiniport::start_io_channel_done` (the channel's doorbell) under that channel's
+//! lock. Routines that need the whole adapter (`reset_bus`, the timer, adapter and unit
+//! control, the port taking requests back) take every channel's lock in channel order, so they
+//! exclude every `start_io`. **Message-signaled interrupts**: `find_adapter` gets message lines
+//! with [`FindAdapterContext::message_interrupt_lines`] (MSI-X, one per channel typically);
+//! raising message `m` calls `StorportMiniport::message_interrupt(m)` (`HwMSInterruptRoutine`)
+//! under the interrupt lock (`InterruptSynchronizeAll`), on the raising thread of a full-duplex
+//! adapter; [`InterruptLine::take_interrupt`] on the adapter's line polls the calling thread's
+//! own message. Still shared by all channels: the DPC token (accept, dispatch, completion
+//! processing and delivery run on whichever thread holds it) and the interrupt lock.
+//!
 //! Freeze / release / lock, autosense, timeouts and the recovery ladder are shared (Storport's
-//! multi-tier reset is the same ladder). Not modelled: concurrent channels (no StartIo lock),
-//! MSI-X message routines, the SRB extension inside full-duplex `start_io` (reach it through
+//! multi-tier reset is the same ladder). Not modelled: per-message interrupt locks
+//! (`InterruptSynchronizePerMessage`, `StorPortAcquireMSISpinLock`), per-channel completion
+//! DPCs, the SRB extension inside full-duplex `start_io` (reach it through
 //! `synchronize_access`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
