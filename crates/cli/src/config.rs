@@ -70,6 +70,39 @@ pub struct Config {
     pub control: Control,
     /// The Prometheus endpoint; absent: off.
     pub metrics: Option<Metrics>,
+    /// Tuning of the iSCSI front end.
+    #[serde(default)]
+    pub iscsi: Iscsi,
+}
+
+/// The `[iscsi]` section: tuning of the iSCSI front end.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Iscsi {
+    /// Adaptive polling, µs: a connection alone on its network thread whose initiator waits for
+    /// each response (queue depth 1) polls its socket this long before sleeping; 0 turns it off
+    /// (`iscsi::config::ServerConfig::poll_before_sleep`).
+    #[serde(default = "default_poll_before_sleep_us")]
+    pub poll_before_sleep_us: u64,
+}
+
+impl Default for Iscsi {
+    fn default() -> Self {
+        Iscsi {
+            poll_before_sleep_us: default_poll_before_sleep_us(),
+        }
+    }
+}
+
+fn default_poll_before_sleep_us() -> u64 {
+    iscsi::config::DEFAULT_POLL_BEFORE_SLEEP.as_micros() as u64
+}
+
+impl Iscsi {
+    /// The polling window as a duration.
+    pub fn poll_before_sleep(&self) -> std::time::Duration {
+        std::time::Duration::from_micros(self.poll_before_sleep_us)
+    }
 }
 
 /// The `[metrics]` section: where `serve` exports its counters for Prometheus.
@@ -426,6 +459,7 @@ impl Config {
             }],
             control: Control::default(),
             metrics: None,
+            iscsi: Iscsi::default(),
         }
     }
 
@@ -457,6 +491,16 @@ impl Config {
         }
         if let Some(socket) = &self.control.socket {
             validate_socket_path("control.socket", socket)?;
+        }
+        let max_poll = iscsi::config::MAX_POLL_BEFORE_SLEEP.as_micros();
+        if u128::from(self.iscsi.poll_before_sleep_us) > max_poll {
+            return Err(err(
+                "iscsi.poll_before_sleep_us",
+                format!(
+                    "{} is too long: at most {max_poll} (0 turns polling off)",
+                    self.iscsi.poll_before_sleep_us
+                ),
+            ));
         }
         let mut listens = BTreeSet::new();
         for (i, p) in self.portals.iter().enumerate() {
@@ -976,6 +1020,24 @@ adapter = "ram0"
         let e = parse_err(&GOOD.replace("lun = 0\nsize", "lun = \"zero\"\nsize"));
         assert!(e.starts_with("line "), "{e}");
         assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn iscsi_poll_window_defaults_parses_and_is_bounded() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(
+            c.iscsi.poll_before_sleep(),
+            iscsi::config::DEFAULT_POLL_BEFORE_SLEEP
+        );
+        let c = Config::parse(&format!("{GOOD}\n[iscsi]\npoll_before_sleep_us = 0\n")).unwrap();
+        assert!(c.iscsi.poll_before_sleep().is_zero());
+        let e = parse_err(&format!("{GOOD}\n[iscsi]\npoll_before_sleep_us = 5000\n"));
+        assert!(
+            e.starts_with("iscsi.poll_before_sleep_us: 5000 is too long: at most 1000"),
+            "{e}"
+        );
+        let e = parse_err(&format!("{GOOD}\n[iscsi]\npoll_us = 5\n"));
+        assert!(e.contains("unknown field `poll_us`"), "{e}");
     }
 
     #[test]

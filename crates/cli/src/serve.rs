@@ -232,6 +232,7 @@ pub fn build(config: &Config) -> Result<Stack> {
     }
     let server_config = ServerConfig {
         targets,
+        poll_before_sleep: config.iscsi.poll_before_sleep(),
         ..ServerConfig::default()
     };
     server_config

@@ -96,6 +96,12 @@ impl TargetConfig {
 /// Shortest CHAP secret accepted (RFC 7143 §12.1.3: at least 96 bits).
 pub const MIN_CHAP_SECRET_LEN: usize = 12;
 
+/// Default of [`ServerConfig::poll_before_sleep`].
+pub const DEFAULT_POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// Largest [`ServerConfig::poll_before_sleep`] accepted.
+pub const MAX_POLL_BEFORE_SLEEP: Duration = Duration::from_millis(1);
+
 fn check_chap(c: &ChapConfig, at: &str) -> Result<(), String> {
     if c.users.is_empty() {
         return Err(format!("{at}.users: at least one user is required"));
@@ -170,6 +176,11 @@ pub struct ServerConfig {
     /// (no R2T is sent, no read is started) until earlier ones complete; a
     /// single command larger than this still runs when it is alone.
     pub max_buffered_bytes_per_connection: usize,
+    /// Adaptive polling (see `crate::server`): how long a connection that is
+    /// alone on its network thread, has nothing in flight, and whose initiator
+    /// answered within this window last time, polls its socket before it
+    /// goes to sleep in `epoll_wait`. Zero turns polling off.
+    pub poll_before_sleep: Duration,
 }
 
 impl Default for ServerConfig {
@@ -183,6 +194,7 @@ impl Default for ServerConfig {
             max_transfer_length: 16 * 1024 * 1024,
             max_connections: 4096,
             max_buffered_bytes_per_connection: 64 * 1024 * 1024,
+            poll_before_sleep: DEFAULT_POLL_BEFORE_SLEEP,
         }
     }
 }
@@ -213,6 +225,12 @@ impl ServerConfig {
         }
         if l.max_outstanding_r2t == 0 {
             return Err("limits.max_outstanding_r2t: must be at least 1".into());
+        }
+        if self.poll_before_sleep > MAX_POLL_BEFORE_SLEEP {
+            return Err(format!(
+                "poll_before_sleep = {:?}: must be at most {:?}",
+                self.poll_before_sleep, MAX_POLL_BEFORE_SLEEP
+            ));
         }
         if self.max_tasks_per_session == 0 || self.max_tasks_per_session > 4096 {
             return Err("max_tasks_per_session: must be 1..=4096".into());

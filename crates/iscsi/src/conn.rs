@@ -165,6 +165,9 @@ pub struct Connection {
     pub out: BytesMut,
     actions: Vec<Action>,
     stat_sn: u32,
+    /// Responses sent that the initiator had not yet read when it sent its
+    /// last SCSI command (our StatSN minus its ExpStatSN).
+    unread_responses: u32,
     exp_cmd_sn: u32,
     neg: Negotiated,
     login: Option<Box<Login>>,
@@ -255,6 +258,7 @@ impl Connection {
             out: BytesMut::new(),
             actions: Vec::new(),
             stat_sn: 1,
+            unread_responses: 0,
             exp_cmd_sn: 0,
             neg,
             login: Some(Box::new(Login {
@@ -321,6 +325,15 @@ impl Connection {
     pub fn take_actions(&mut self) -> std::vec::Drain<'_, Action> {
         self.actions.drain(..)
     }
+    /// Whether the initiator had read every response sent on this connection
+    /// when it sent its last SCSI command (its ExpStatSN was our next
+    /// StatSN): it waits for each answer before it asks again, as a queue
+    /// depth 1 initiator does. A pipelining initiator's commands acknowledge
+    /// older responses.
+    pub fn initiator_caught_up(&self) -> bool {
+        self.unread_responses == 0
+    }
+
     /// Tasks currently held by this connection (collecting data or executing).
     pub fn outstanding_tasks(&self) -> usize {
         self.tasks.len()
@@ -1196,6 +1209,7 @@ impl Connection {
 
     fn on_scsi_command(&mut self, p: PduRef<'_>) {
         let c = pdu::ScsiCommand::parse(&p.bhs);
+        self.unread_responses = self.stat_sn.wrapping_sub(c.exp_stat_sn);
         let cap = self.shared.config.max_tasks_per_session as usize;
         if c.immediate && self.tasks.len() >= cap + IMMEDIATE_SLACK {
             return self.reject(RejectReason::ImmediateCommandReject, &p.bhs);

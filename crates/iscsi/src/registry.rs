@@ -84,6 +84,11 @@ pub struct Shared {
     pub shutting_down: AtomicBool,
     /// Every open connection's control, to wake them all at shutdown.
     live: Mutex<HashMap<u64, Weak<ConnControl>>>,
+    /// Adaptive polling: polls that found the initiator's next command.
+    pub poll_hits: AtomicU64,
+    /// Adaptive polling: polls that ended without data (the connection
+    /// then slept in `epoll_wait`).
+    pub poll_timeouts: AtomicU64,
 }
 
 /// A registered session as returned by [`Shared::register_session`].
@@ -104,6 +109,8 @@ impl Shared {
             }),
             connections: AtomicUsize::new(0),
             next_conn_id: AtomicU64::new(1),
+            poll_hits: AtomicU64::new(0),
+            poll_timeouts: AtomicU64::new(0),
             shutting_down: AtomicBool::new(false),
             live: Mutex::new(HashMap::new()),
         })

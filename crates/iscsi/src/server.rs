@@ -6,13 +6,16 @@
 //! connection is handed to one of the network threads (one per CPU, each a
 //! current-thread tokio runtime), the one with the fewest connections, and
 //! stays there: its state stays in one core's cache, and waking it never
-//! involves another thread. There is no busy polling: an idle network thread
-//! sleeps in `epoll_wait`.
+//! involves another thread. An idle network thread sleeps in `epoll_wait`;
+//! the one exception is adaptive polling ([`Poll`]): a connection alone on
+//! its thread whose initiator waits for each response polls its socket for
+//! up to `ServerConfig::poll_before_sleep` (50 µs by default) before it
+//! sleeps, which saves the cross-CPU wake-up per command of queue depth 1.
 //!
 //! Everything protocol-related happens in [`crate::conn::Connection`]; this
 //! module only moves bytes, runs timers and executes actions.
 
-use std::io;
+use std::io::{self, Read as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -229,8 +232,9 @@ async fn net_thread(
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
                         let (shared, load) = (shared.clone(), load.clone());
+                        let alone = load.clone();
                         conns.spawn(async move {
-                            serve_connection(shared, stream, peer).await;
+                            serve_connection(shared, stream, peer, Some(alone)).await;
                             load.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -248,8 +252,15 @@ async fn net_thread(
 }
 
 /// Runs one connection to its end and releases its place in the count.
-async fn serve_connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
-    if let Err(e) = run_connection(shared.clone(), stream).await {
+/// `thread_load`: the connection count of the network thread it runs on
+/// (`None`: it runs on the listeners' runtime, and never polls).
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    thread_load: Option<Arc<AtomicUsize>>,
+) {
+    if let Err(e) = run_connection(shared.clone(), stream, thread_load).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }
     shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -275,7 +286,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, net: Arc<NetThr
             Ok(()) => {}
             // No network thread: run it here.
             Err(Some(stream)) => {
-                tokio::spawn(serve_connection(shared.clone(), stream, peer));
+                tokio::spawn(serve_connection(shared.clone(), stream, peer, None));
             }
             Err(None) => {
                 shared.connections.fetch_sub(1, Ordering::AcqRel);
@@ -285,12 +296,17 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, net: Arc<NetThr
 }
 
 /// Drives one connection. Runs as its own tokio task on its network thread.
-async fn run_connection(shared: Arc<Shared>, stream: TcpStream) -> io::Result<()> {
+async fn run_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    thread_load: Option<Arc<AtomicUsize>>,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let local = stream.local_addr().ok();
     let control = shared.new_conn_control();
     let mut conn = Connection::new(shared.clone(), control.clone(), local);
-    let result = drive(&shared, &stream, &mut conn).await;
+    let mut poll = Poll::new(shared.config.poll_before_sleep, thread_load);
+    let result = drive(&shared, &stream, &mut conn, &mut poll).await;
     conn.closed();
     shared.conn_closed(control.id);
     result
@@ -304,7 +320,12 @@ async fn run_connection(shared: Arc<Shared>, stream: TcpStream) -> io::Result<()
 /// kill, shutdown or the timer. A READ that the service completes in
 /// `submit` thus goes from socket read to socket write in one turn, on one
 /// thread, with one `recv` and one `send`.
-async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) -> io::Result<()> {
+async fn drive(
+    shared: &Arc<Shared>,
+    stream: &TcpStream,
+    conn: &mut Connection,
+    poll: &mut Poll,
+) -> io::Result<()> {
     let timeouts = shared.config.timeouts.clone();
     let queue = conn.completion_queue().clone();
     let control = conn.control().clone();
@@ -331,7 +352,10 @@ async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) 
             }
             for action in actions.drain(..) {
                 match action {
-                    Action::Submit(task) => shared.service.submit(task),
+                    Action::Submit(task) => {
+                        poll.commands_this_turn += 1;
+                        shared.service.submit(task);
+                    }
                     Action::TaskManagement { itt, request } => {
                         queue.end_inline();
                         let svc = shared.service.clone();
@@ -383,6 +407,27 @@ async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) 
         } else {
             idle_deadline
         };
+        if poll.should_poll(conn, &inbuf) {
+            let read = poll.poll_socket(stream, &mut inbuf)?;
+            let counter = match read {
+                Read::WouldBlock => &shared.poll_timeouts,
+                _ => &shared.poll_hits,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            match read {
+                Read::Eof => return Ok(()),
+                Read::Data => {
+                    last_rx = Instant::now();
+                    if ping_sent.take().is_some() {
+                        idle_deadline = last_rx + timeouts.nop_in_interval;
+                    }
+                    conn.receive(&mut inbuf);
+                    continue;
+                }
+                Read::WouldBlock => {}
+            }
+        }
+        poll.going_to_sleep();
         if deadline != armed {
             timer.as_mut().reset(deadline);
             armed = deadline;
@@ -402,6 +447,7 @@ async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) 
                     Read::Eof => return Ok(()),
                     Read::Data => {
                         last_rx = Instant::now();
+                        poll.woke_for_data();
                         if ping_sent.take().is_some() {
                             idle_deadline = last_rx + timeouts.nop_in_interval;
                         }
@@ -437,6 +483,148 @@ async fn drive(shared: &Arc<Shared>, stream: &TcpStream, conn: &mut Connection) 
                     ping_sent = Some(Instant::now());
                 }
             }
+        }
+    }
+}
+
+/// Bytes a poll reads from the socket at once (more is read in further calls).
+const POLL_READ_BYTES: usize = 64 * 1024;
+
+/// Commands a turn may have submitted for the connection to poll afterwards:
+/// more than this means the initiator keeps several commands in flight, and
+/// its next ones are better waited for in `epoll_wait` (in batches) than
+/// polled for one by one.
+const POLL_MAX_COMMANDS_PER_TURN: u32 = 1;
+
+/// Adaptive polling of one connection's socket before its network thread
+/// sleeps.
+///
+/// A connection that has nothing in flight waits for its initiator. When the
+/// initiator sends its next command within a few tens of microseconds of our
+/// last response (a queue depth 1 loop: a database log writer, a
+/// synchronous file system), sleeping in `epoll_wait` costs more than the
+/// wait itself: being woken is a cross-CPU wake-up, which on a virtual
+/// machine means an IPI to a halted vCPU. Such a connection instead reads
+/// its socket (non-blocking `recv`) for up to
+/// [`ServerConfig::poll_before_sleep`](crate::config::ServerConfig) before it
+/// sleeps.
+///
+/// It polls only when all of these hold, so that an idle or busy target
+/// never burns a core: the connection is alone on its network thread (no
+/// other connection waits while it polls); it has no commands in flight and
+/// nothing to send; the last turn submitted at most
+/// [`POLL_MAX_COMMANDS_PER_TURN`] commands; and the initiator answered within
+/// the window the last time. A poll that times out turns polling off until
+/// the initiator is again seen answering within the window.
+///
+/// Runs on the connection's network thread; no locks.
+struct Poll {
+    window: Duration,
+    thread_load: Option<Arc<AtomicUsize>>,
+    /// The initiator's last command came within `window` of our going idle.
+    quick: bool,
+    /// When the connection last went idle (started polling or sleeping).
+    idle_since: Option<std::time::Instant>,
+    /// Commands submitted since the connection last went idle.
+    commands_this_turn: u32,
+    /// Read buffer of the polls (allocated on the first one).
+    scratch: Vec<u8>,
+}
+
+impl Poll {
+    fn new(window: Duration, thread_load: Option<Arc<AtomicUsize>>) -> Poll {
+        Poll {
+            window,
+            thread_load,
+            quick: false,
+            idle_since: None,
+            commands_this_turn: 0,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Whether to poll the socket now, before sleeping.
+    fn should_poll(&self, conn: &Connection, inbuf: &BytesMut) -> bool {
+        self.quick
+            && !self.window.is_zero()
+            && self.commands_this_turn <= POLL_MAX_COMMANDS_PER_TURN
+            && self
+                .thread_load
+                .as_ref()
+                .is_some_and(|l| l.load(Ordering::Relaxed) == 1)
+            && conn.is_logged_in()
+            && conn.wants_input()
+            && conn.out.is_empty()
+            && conn.outstanding_tasks() == 0
+            && conn.initiator_caught_up()
+            && conn.close_reason().is_none()
+            && inbuf.len() < POLL_READ_BYTES
+    }
+
+    /// Reads the socket until data arrives or the window ends. `Data`: the
+    /// bytes were appended to `inbuf` (the socket was read until it had no
+    /// more: epoll is edge-triggered, so nothing may stay behind unseen).
+    fn poll_socket(&mut self, stream: &TcpStream, inbuf: &mut BytesMut) -> io::Result<Read> {
+        let start = std::time::Instant::now();
+        self.commands_this_turn = 0;
+        let read = self.poll_until(start, stream, inbuf)?;
+        // A poll that found data starts a new turn; one that ended idle
+        // counts its time as part of the wait.
+        self.idle_since = matches!(read, Read::WouldBlock).then_some(start);
+        Ok(read)
+    }
+
+    fn poll_until(
+        &mut self,
+        start: std::time::Instant,
+        stream: &TcpStream,
+        inbuf: &mut BytesMut,
+    ) -> io::Result<Read> {
+        if self.scratch.is_empty() {
+            self.scratch = vec![0; POLL_READ_BYTES];
+        }
+        let sock = socket2::SockRef::from(stream);
+        let mut got = false;
+        loop {
+            match (&*sock).read(&mut self.scratch) {
+                Ok(0) if got => return Ok(Read::Data),
+                Ok(0) => return Ok(Read::Eof),
+                Ok(n) => {
+                    inbuf.extend_from_slice(&self.scratch[..n]);
+                    got = true;
+                    if n < self.scratch.len() {
+                        return Ok(Read::Data);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if got {
+                        return Ok(Read::Data);
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= self.window {
+                self.quick = false;
+                return Ok(Read::WouldBlock);
+            }
+            std::hint::spin_loop();
+        }
+    }
+
+    /// The connection is about to sleep in `epoll_wait`.
+    fn going_to_sleep(&mut self) {
+        if self.idle_since.is_none() {
+            self.idle_since = Some(std::time::Instant::now());
+        }
+        self.commands_this_turn = 0;
+    }
+
+    /// The socket woke the connection with data.
+    fn woke_for_data(&mut self) {
+        if let Some(since) = self.idle_since.take() {
+            self.quick = since.elapsed() <= self.window;
         }
     }
 }
