@@ -5,6 +5,9 @@
 # by the file miniport under both models, with their share of fio's IOPS (machines shared with
 # other work drift: back-to-back runs keep the ratio honest).
 #   scripts/bench-matrix.sh [SECONDS]      (default 3 s per cell)
+#   FIO_ONLY=1 scripts/bench-matrix.sh 3   (only the fio section, e.g. to repeat it)
+# Under the Storport model the file miniport gets one concurrent channel (one io_uring, one
+# message-signaled interrupt) per submitting thread; SCSI Port has one ring.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-3}
@@ -17,6 +20,7 @@ rm -f "$file"
 # A written 1 GiB file, so reads hit real pages for both scsiport and fio.
 dd if=/dev/zero of="$file" bs=1M count=1024 status=none
 
+if [ -z "${FIO_ONLY:-}" ]; then
 printf '%-10s %-5s %-8s %3s %3s %12s %10s %10s %10s\n' model mp path qd thr IOPS p50_us p99_us cpu_us/io
 for model in storport scsiport; do
   for mp in null ram "file:$file"; do
@@ -35,6 +39,8 @@ PY
   done
 done
 echo
+fi
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "fio, ioengine=io_uring, 4 KiB randread on $file, each followed at once by the file miniport"
 echo "under both models at the same depth and thread count (IOPS, and % of fio's)"
 ms=$(python3 -c "print(max(1, int(float('$secs') * 1000)))")

@@ -276,6 +276,10 @@ pub(crate) struct FullDuplex<M: Miniport> {
     channels: Box<[Channel<M>]>,
 }
 
+/// The incoming list of one channel, on its own cache lines.
+#[repr(align(128))]
+pub(crate) struct IncomingList(Mutex<Vec<Incoming>>);
+
 /// One StartIo channel: its lock and its requests to start. Aligned so that two channels never
 /// share a cache line (each is driven by its own thread).
 #[repr(align(128))]
@@ -370,7 +374,9 @@ pub(crate) struct AdapterShared<M: Miniport> {
     pub(crate) config: Arc<PortConfiguration>,
     pub(crate) options: PortOptions,
     pub(crate) shared: Arc<Shared>,
-    incoming: Mutex<Vec<Incoming>>,
+    /// Submitted requests not yet accepted: one list per concurrent channel (one without), so
+    /// submitters on different channels do not share a lock's cache line.
+    incoming: Box<[IncomingList]>,
     new_sinks: Mutex<Vec<Arc<dyn CompletionSink>>>,
     sink_count: AtomicU32,
     pending: AtomicBool,
@@ -570,7 +576,9 @@ impl<M: Miniport> AdapterShared<M> {
             config,
             options,
             shared,
-            incoming: Mutex::new(Vec::with_capacity(64)),
+            incoming: (0..channel_count)
+                .map(|_| IncomingList(Mutex::new(Vec::with_capacity(64))))
+                .collect(),
             new_sinks: Mutex::new(Vec::new()),
             sink_count: AtomicU32::new(1),
             pending: AtomicBool::new(false),
@@ -863,7 +871,7 @@ impl<M: Miniport> AdapterShared<M> {
             built = build_io(&mut srb);
         }
         let channel = self.current_channel();
-        self.incoming.lock().push(Incoming {
+        self.incoming[channel as usize].0.lock().push(Incoming {
             sink,
             srb,
             built,
@@ -890,7 +898,7 @@ impl<M: Miniport> AdapterShared<M> {
                 }
             }
             let channel = self.current_channel();
-            let mut inc = self.incoming.lock();
+            let mut inc = self.incoming[channel as usize].0.lock();
             for (srb, built) in srbs.drain(..n).zip(built) {
                 inc.push(Incoming {
                     sink,
@@ -1508,16 +1516,21 @@ impl<M: Miniport> Runner<M> {
         if sh.control_pending.load(Ordering::Acquire) {
             self.control(sh);
         }
-        {
-            let mut inc = sh.incoming.lock();
-            std::mem::swap(&mut *inc, &mut self.incoming_spare);
-        }
-        let mut incoming = std::mem::take(&mut self.incoming_spare);
         self.now = Instant::now();
-        for inc in incoming.drain(..) {
-            self.accept(sh, inc);
+        for list in sh.incoming.iter() {
+            {
+                let mut inc = list.0.lock();
+                if inc.is_empty() {
+                    continue;
+                }
+                std::mem::swap(&mut *inc, &mut self.incoming_spare);
+            }
+            let mut incoming = std::mem::take(&mut self.incoming_spare);
+            for inc in incoming.drain(..) {
+                self.accept(sh, inc);
+            }
+            self.incoming_spare = incoming;
         }
-        self.incoming_spare = incoming;
 
         let ticks = take_u32(&sh.ticks_pending);
         for _ in 0..ticks {
