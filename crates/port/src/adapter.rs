@@ -748,22 +748,40 @@ impl<M: Miniport> AdapterShared<M> {
     /// lock if another thread holds it (that thread may have missed requests queued after its
     /// last look).
     ///
-    /// Concurrent channels: the calling thread's own channel first, then the others (a
-    /// channel's requests must not wait for its thread to come back).
+    /// Concurrent channels: the calling thread's own channel first (waiting for its lock),
+    /// then the others (a channel's requests must not wait for its thread to come back), but
+    /// a channel whose lock another thread holds is left to that thread: whoever gives a
+    /// channel lock back looks at the channel's waiting requests again (here, or in the
+    /// `drain_starts` that follows the deferred stage of `Runner::call`'s caller), so nothing
+    /// is left behind and no thread waits while another submits on its channel.
     fn drain_starts(&self) -> bool {
         let Some(fd) = self.full_duplex() else {
             return false;
         };
         let n = fd.channels.len();
+        if n == 1 {
+            if fd.channels[0].starts.lock().is_empty() {
+                return false;
+            }
+            let mut side = fd.channels[0].lock.lock();
+            return self.drain_starts_locked(fd, 0, &mut side);
+        }
         let own = self.current_channel() as usize;
         let mut any = false;
         for i in 0..n {
             let ch = (own + i) % n;
-            if fd.channels[ch].starts.lock().is_empty() {
-                continue;
+            let c = &fd.channels[ch];
+            while !c.starts.lock().is_empty() {
+                let side = if i == 0 {
+                    Some(c.lock.lock())
+                } else {
+                    c.lock.try_lock()
+                };
+                let Some(mut side) = side else {
+                    break;
+                };
+                any |= self.drain_starts_locked(fd, ch, &mut side);
             }
-            let mut side = fd.channels[ch].lock.lock();
-            any |= self.drain_starts_locked(fd, ch, &mut side);
         }
         any
     }
