@@ -205,7 +205,8 @@ impl FileAdapterConfig {
 struct InFlight {
     srb: SrbRef,
     address: Address,
-    lu: Arc<LogicalUnit>,
+    /// The LU's index in the adapter's list (no reference count touched per request).
+    lu: usize,
     plan: IoPlan,
     /// Set by a reset or abort: complete with this status (no data) when the I/O is done.
     forced: Option<SrbStatus>,
@@ -347,7 +348,7 @@ impl FileShared {
             Prepared::Io(plan) => {
                 let req = IoRequest {
                     tag: 0,
-                    file: self.files[index].clone(),
+                    file: index,
                     op: plan.op,
                     offset: plan.offset,
                     len: plan.len,
@@ -356,7 +357,7 @@ impl FileShared {
                 let f = InFlight {
                     srb: r,
                     address: srb.address,
-                    lu: lu.clone(),
+                    lu: index,
                     plan,
                     forced: None,
                 };
@@ -381,7 +382,7 @@ impl FileShared {
                     }
                     Some(done) => {
                         srb.data = done.buf;
-                        complete_srb(srb, &f.lu.finish(f.plan, done.result));
+                        complete_srb(srb, &lu.finish(f.plan, done.result));
                         port.complete(f.srb);
                         return;
                     }
@@ -429,13 +430,13 @@ impl FileShared {
 
     /// Reaps what channel `ch`'s engine finished and completes those requests. Returns how
     /// many. Under the interrupt lock.
-    fn service<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>) -> usize {
+    fn service<M: Miniport>(&self, ch: &mut Channel, port: &mut PortContext<'_, M>) -> usize {
         let mut done = std::mem::take(&mut ch.done);
         let mut n = ch.engine.reap(&mut done);
         n += ch.early.len();
         done.append(&mut ch.early);
         for d in done.drain(..) {
-            Self::complete(ch, port, d);
+            self.complete(ch, port, d);
         }
         ch.done = done;
         debug_assert_eq!(ch.engine.in_flight(), ch.in_flight.len());
@@ -444,11 +445,15 @@ impl FileShared {
 
     /// Services channel `ch` with its interrupt masked, then unmasks it and reaps again
     /// whatever arrived before the unmask took effect (see the module documentation).
-    fn service_masked<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>) -> usize {
+    fn service_masked<M: Miniport>(
+        &self,
+        ch: &mut Channel,
+        port: &mut PortContext<'_, M>,
+    ) -> usize {
         ch.engine.mask_irq();
         let mut n = 0;
         loop {
-            n += Self::service(ch, port);
+            n += self.service(ch, port);
             if !ch.engine.unmask_irq() {
                 return n;
             }
@@ -458,12 +463,12 @@ impl FileShared {
 
     /// Completes the request of a finished I/O (exactly once: the entry leaves the table; a
     /// request the port already took back is dropped by the port as a late completion).
-    fn complete<M: Miniport>(ch: &mut Channel, port: &mut PortContext<'_, M>, d: IoDone) {
+    fn complete<M: Miniport>(&self, ch: &mut Channel, port: &mut PortContext<'_, M>, d: IoDone) {
         let Some(f) = ch.in_flight.try_remove(d.tag) else {
             tracing::error!(tag = d.tag, "file miniport: completion of no request");
             return;
         };
-        let completion = f.lu.finish(f.plan, d.result);
+        let completion = self.lus[f.lu].lu.finish(f.plan, d.result);
         if let Some(srb) = port.srb_mut(&f.srb) {
             srb.data = d.buf;
             match f.forced {
@@ -539,13 +544,9 @@ impl FileHba {
                     .collect()
             }
         };
-        let fds: Vec<_> = files
-            .iter()
-            .map(|f| std::os::fd::AsRawFd::as_raw_fd(&f.fd()))
-            .collect();
         let mut channels = Vec::with_capacity(count);
         for line in lines {
-            let engine = match Engine::new(hw.engine, slots, hw.threads, line.clone(), &fds) {
+            let engine = match Engine::new(hw.engine, slots, hw.threads, line.clone(), &files) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, engine = ?hw.engine, "file miniport: no I/O engine");
@@ -657,7 +658,7 @@ impl FileHba {
         self.shared
             .channels
             .iter()
-            .map(|c| FileShared::service_masked(&mut c.0.lock(), port))
+            .map(|c| self.shared.service_masked(&mut c.0.lock(), port))
             .sum()
     }
 
@@ -666,7 +667,7 @@ impl FileHba {
         self.shared
             .channels
             .iter()
-            .map(|c| FileShared::service(&mut c.0.lock(), port))
+            .map(|c| self.shared.service(&mut c.0.lock(), port))
             .sum()
     }
 
@@ -703,7 +704,7 @@ impl FileHba {
             let mut waiting = None;
             for (i, c) in sh.channels.iter().enumerate() {
                 let mut ch = c.0.lock();
-                FileShared::service(&mut ch, port);
+                sh.service(&mut ch, port);
                 if waiting.is_none() && ch.in_flight.iter().any(|(_, f)| matches(f)) {
                     waiting = Some(i);
                 }
@@ -725,7 +726,7 @@ impl FileHba {
             let mut done = std::mem::take(&mut ch.done);
             ch.engine.wait(&mut done, slice);
             for d in done.drain(..) {
-                FileShared::complete(&mut ch, port, d);
+                sh.complete(&mut ch, port, d);
             }
             ch.done = done;
         };
@@ -963,7 +964,7 @@ impl StorportMiniport for FileMiniport {
     /// `HwMSInterruptRoutine`: reaps channel `message_id`'s ring only.
     fn message_interrupt(&mut self, port: &mut PortContext<'_, Self>, message_id: u32) -> bool {
         let mut ch = self.hba.shared.channel(message_id as usize);
-        FileShared::service_masked(&mut ch, port) > 0
+        self.hba.shared.service_masked(&mut ch, port) > 0
     }
 }
 

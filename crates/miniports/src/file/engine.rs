@@ -37,8 +37,10 @@ pub enum EngineKind {
 pub(crate) struct IoRequest {
     /// The miniport's key for the request (returned in [`IoDone::tag`]).
     pub(crate) tag: usize,
-    /// The file the LU lives on (kept alive, and its descriptor open, until the I/O is done).
-    pub(crate) file: Arc<FileBackend>,
+    /// The file the LU lives on: an index into the engine's files (each engine holds its
+    /// own references, taken once, so no reference count is touched per request; they keep
+    /// the descriptors open while I/O is in the kernel).
+    pub(crate) file: usize,
     /// Read, write (FUA or not) or flush.
     pub(crate) op: IoOp,
     /// Byte offset in the file.
@@ -94,10 +96,12 @@ impl Engine {
         slots: usize,
         threads: usize,
         line: Option<InterruptLine>,
-        files: &[std::os::fd::RawFd],
+        files: &[Arc<FileBackend>],
     ) -> std::io::Result<Engine> {
         match kind {
-            EngineKind::Threads => Ok(Engine::Threads(ThreadEngine::new(threads, slots, line)?)),
+            EngineKind::Threads => Ok(Engine::Threads(ThreadEngine::new(
+                threads, slots, line, files,
+            )?)),
             EngineKind::IoUring => Ok(Engine::Uring(Box::new(UringEngine::new(
                 slots, line, files,
             )?))),
@@ -105,7 +109,9 @@ impl Engine {
                 Ok(u) => Ok(Engine::Uring(Box::new(u))),
                 Err(e) => {
                     tracing::warn!(error = %e, "io_uring refused; the file miniport uses threads");
-                    Ok(Engine::Threads(ThreadEngine::new(threads, slots, line)?))
+                    Ok(Engine::Threads(ThreadEngine::new(
+                        threads, slots, line, files,
+                    )?))
                 }
             },
         }
@@ -253,7 +259,9 @@ impl ThreadEngine {
         threads: usize,
         slots: usize,
         line: Option<InterruptLine>,
+        files: &[Arc<FileBackend>],
     ) -> std::io::Result<Self> {
+        let files: Arc<[Arc<FileBackend>]> = files.into();
         // At most `slots` requests are in flight, so neither the channel nor the list ever
         // has to grow (no allocation per request).
         let (tx, rx) = crossbeam_channel::bounded::<IoRequest>(slots.max(1));
@@ -267,12 +275,13 @@ impl ThreadEngine {
         for i in 0..threads.clamp(1, 64) {
             let rx = rx.clone();
             let done = done.clone();
+            let files = files.clone();
             // Detached: a worker ends when the engine (the only sender) is dropped. Joining
             // is not needed for safety (each job owns its buffer) and could deadlock when the
             // adapter is dropped on a worker thread (the last handle released in a sink).
             std::thread::Builder::new()
                 .name(format!("file-io-{i}"))
-                .spawn(move || worker(rx, done))?;
+                .spawn(move || worker(rx, done, files))?;
         }
         Ok(Self {
             jobs: tx,
@@ -322,7 +331,7 @@ impl ThreadEngine {
     }
 }
 
-fn worker(jobs: Receiver<IoRequest>, done: Arc<DoneQueue>) {
+fn worker(jobs: Receiver<IoRequest>, done: Arc<DoneQueue>, files: Arc<[Arc<FileBackend>]>) {
     for mut req in jobs {
         #[cfg(test)]
         {
@@ -331,9 +340,12 @@ fn worker(jobs: Receiver<IoRequest>, done: Arc<DoneQueue>) {
                 gate.pass();
             }
         }
-        let file = &req.file;
         let op = req.backend_op();
         let short = || BackendError::new(BackendErrorKind::OutOfRange, op);
+        let Some(file) = files.get(req.file) else {
+            done.list.lock().push(req.done(Err(short())));
+            continue;
+        };
         let result = match req.op {
             IoOp::Read => match req.buf.get_mut(..req.len) {
                 Some(buf) => file.read_at(req.offset, buf),

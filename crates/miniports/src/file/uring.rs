@@ -81,8 +81,9 @@ enum Stage {
 /// A request in the kernel's hands.
 struct Op {
     tag: usize,
-    /// Keeps the file (and so the descriptor named in the SQE) open.
-    file: Arc<FileBackend>,
+    /// The file: an index into [`UringEngine::files`] (which keeps the descriptor named in
+    /// the SQE open).
+    file: usize,
     op: IoOp,
     offset: u64,
     len: usize,
@@ -268,8 +269,12 @@ pub(crate) struct UringEngine {
     unsubmitted: bool,
     /// Being dropped: cancelled requests are not resubmitted.
     closing: bool,
-    /// The registered files, by index (empty when registration was refused).
-    fixed_fds: Vec<std::os::fd::RawFd>,
+    /// The adapter's files, by index; the engine's own references, taken once, keep their
+    /// descriptors open while requests are in the kernel.
+    files: Vec<Arc<FileBackend>>,
+    /// The files are registered with the ring (fixed files, same indexes): no descriptor
+    /// lookup per SQE.
+    registered: bool,
     /// `ops.len()` and the pollers, shared with the interrupt thread and [`UringWait`].
     state: Arc<IrqState>,
     irq: Option<IrqThread>,
@@ -283,12 +288,12 @@ impl UringEngine {
     /// A ring for `slots` requests at once. With `line`, completions raise it (interrupt
     /// configuration); without, they are only reaped (polled configuration). Fails where the
     /// kernel or a seccomp policy refuses io_uring (ENOSYS, EPERM).
-    /// `files`: the descriptors of the adapter's files, registered with the ring (fixed
-    /// files: no descriptor lookup per SQE) where the kernel allows.
+    /// `files`: the adapter's files, registered with the ring (fixed files: no descriptor
+    /// lookup per SQE) where the kernel allows.
     pub(crate) fn new(
         slots: usize,
         line: Option<InterruptLine>,
-        files: &[std::os::fd::RawFd],
+        files: &[Arc<FileBackend>],
     ) -> std::io::Result<Self> {
         let slots = slots.clamp(1, 65_536) as u32;
         let sq = slots.next_power_of_two().clamp(8, 4096);
@@ -308,10 +313,8 @@ impl UringEngine {
             }
             Err(e) => return Err(e),
         };
-        let fixed_fds = match ring.submitter().register_files(files) {
-            Ok(()) => files.to_vec(),
-            Err(_) => Vec::new(),
-        };
+        let fds: Vec<std::os::fd::RawFd> = files.iter().map(|f| f.fd().as_raw_fd()).collect();
+        let registered = !fds.is_empty() && ring.submitter().register_files(&fds).is_ok();
         let ring = Arc::new(ring);
         let state = Arc::new(IrqState {
             in_flight: AtomicUsize::new(0),
@@ -334,7 +337,8 @@ impl UringEngine {
             dsync_refused: false,
             unsubmitted: false,
             closing: false,
-            fixed_fds,
+            files: files.to_vec(),
+            registered,
             state,
             irq,
             ring,
@@ -403,7 +407,7 @@ impl UringEngine {
 
     fn submit_inner(&mut self, req: IoRequest, enter: bool) -> Option<IoDone> {
         let op = req.backend_op();
-        if req.len > req.buf.len() {
+        if req.len > req.buf.len() || req.file >= self.files.len() {
             return Some(req.done(Err(BackendError::new(BackendErrorKind::OutOfRange, op))));
         }
         let stage = match req.op {
@@ -514,8 +518,9 @@ impl UringEngine {
     }
 
     fn push(&mut self, entry: &squeue::Entry) -> bool {
-        // SAFETY: the SQE names (a) the descriptor of `ops[key].file`, kept open by that Arc
-        // (or its registered index: the ring holds its own reference to a registered file),
+        // SAFETY: the SQE names (a) the descriptor of `files[ops[key].file]`, kept open by the
+        // engine's reference (or its registered index: the ring holds its own reference to a
+        // registered file),
         // and (b) for reads and writes `len` bytes of `ops[key].buf` from `done`, which
         // `entry` checked lie inside the buffer. The `Op` stays in `self.ops` — its buffer
         // neither dropped, reallocated nor accessed — until the CQE for this SQE is reaped
@@ -549,8 +554,9 @@ impl UringEngine {
     /// The SQE for the current stage of request `key`.
     fn entry(&mut self, key: usize) -> squeue::Entry {
         let op = &mut self.ops[key];
-        let raw = op.file.fd().as_raw_fd();
-        let fixed = self.fixed_fds.iter().position(|&f| f == raw);
+        // `submit_inner` checked the index.
+        let raw = self.files[op.file].fd().as_raw_fd();
+        let fixed = self.registered.then_some(op.file);
         macro_rules! sqe {
             ($fd:expr) => {
                 match (op.stage, op.op) {
