@@ -304,8 +304,10 @@ impl std::fmt::Debug for FileShared {
 }
 
 impl FileShared {
+    /// Channel `i` (the port names only channels it was told of: `i < channels.len()`).
+    #[inline]
     fn channel(&self, i: usize) -> parking_lot::MutexGuard<'_, Channel> {
-        self.channels[i % self.channels.len()].0.lock()
+        self.channels[i].0.lock()
     }
 
     /// EXECUTE_SCSI on LU `index`: complete now, or hand the plan's I/O to channel `ch`.
@@ -963,8 +965,11 @@ impl StorportMiniport for FileMiniport {
 
     /// `HwMSInterruptRoutine`: reaps channel `message_id`'s ring only.
     fn message_interrupt(&mut self, port: &mut PortContext<'_, Self>, message_id: u32) -> bool {
-        let mut ch = self.hba.shared.channel(message_id as usize);
-        self.hba.shared.service_masked(&mut ch, port) > 0
+        let sh = &self.hba.shared;
+        let Some(c) = sh.channels.get(message_id as usize) else {
+            return false;
+        };
+        sh.service_masked(&mut c.0.lock(), port) > 0
     }
 }
 
