@@ -307,6 +307,11 @@ async fn run_connection(
     let mut conn = Connection::new(shared.clone(), control.clone(), local);
     let mut poll = Poll::new(shared.config.poll_before_sleep, thread_load);
     let result = drive(&shared, &stream, &mut conn, &mut poll).await;
+    tracing::debug!(
+        poll_hits = poll.hits,
+        poll_timeouts = poll.timeouts,
+        "connection closed"
+    );
     conn.closed();
     shared.conn_closed(control.id);
     result
@@ -410,8 +415,14 @@ async fn drive(
         if poll.should_poll(conn, &inbuf) {
             let read = poll.poll_socket(stream, &mut inbuf)?;
             let counter = match read {
-                Read::WouldBlock => &shared.poll_timeouts,
-                _ => &shared.poll_hits,
+                Read::WouldBlock => {
+                    poll.timeouts += 1;
+                    &shared.poll_timeouts
+                }
+                _ => {
+                    poll.hits += 1;
+                    &shared.poll_hits
+                }
             };
             counter.fetch_add(1, Ordering::Relaxed);
             match read {
@@ -496,6 +507,9 @@ const POLL_READ_BYTES: usize = 64 * 1024;
 /// polled for one by one.
 const POLL_MAX_COMMANDS_PER_TURN: u32 = 1;
 
+/// Longest back-off of [`Poll`], in idle periods slept through.
+const POLL_MAX_BACKOFF: u32 = 4096;
+
 /// Adaptive polling of one connection's socket before its network thread
 /// sleeps.
 ///
@@ -515,7 +529,13 @@ const POLL_MAX_COMMANDS_PER_TURN: u32 = 1;
 /// nothing to send; the last turn submitted at most
 /// [`POLL_MAX_COMMANDS_PER_TURN`] commands; and the initiator answered within
 /// the window the last time. A poll that times out turns polling off until
-/// the initiator is again seen answering within the window.
+/// the initiator is again seen answering within the window, and backs off:
+/// the connection then sleeps through the next 1, 2, 4, ... up to
+/// [`POLL_MAX_BACKOFF`] idle periods before it polls again (each poll that
+/// finds data halves the back-off). An initiator that pipelines in bursts
+/// with pauses in between (a queue depth 32 load on a busy machine can look
+/// like queue depth 1 from here) thus costs a few polls per second, not a
+/// core.
 ///
 /// Runs on the connection's network thread; no locks.
 struct Poll {
@@ -527,8 +547,15 @@ struct Poll {
     idle_since: Option<std::time::Instant>,
     /// Commands submitted since the connection last went idle.
     commands_this_turn: u32,
+    /// Idle periods still to sleep through before the next poll.
+    skip: u32,
+    /// What `skip` becomes at the next poll that times out.
+    backoff: u32,
     /// Read buffer of the polls (allocated on the first one).
     scratch: Vec<u8>,
+    /// Polls of this connection that found data / that timed out.
+    hits: u64,
+    timeouts: u64,
 }
 
 impl Poll {
@@ -539,13 +566,17 @@ impl Poll {
             quick: false,
             idle_since: None,
             commands_this_turn: 0,
+            skip: 0,
+            backoff: 1,
             scratch: Vec::new(),
+            hits: 0,
+            timeouts: 0,
         }
     }
 
     /// Whether to poll the socket now, before sleeping.
-    fn should_poll(&self, conn: &Connection, inbuf: &BytesMut) -> bool {
-        self.quick
+    fn should_poll(&mut self, conn: &Connection, inbuf: &BytesMut) -> bool {
+        let eligible = self.quick
             && !self.window.is_zero()
             && self.commands_this_turn <= POLL_MAX_COMMANDS_PER_TURN
             && self
@@ -558,7 +589,12 @@ impl Poll {
             && conn.outstanding_tasks() == 0
             && conn.initiator_caught_up()
             && conn.close_reason().is_none()
-            && inbuf.len() < POLL_READ_BYTES
+            && inbuf.len() < POLL_READ_BYTES;
+        if eligible && self.skip > 0 {
+            self.skip -= 1;
+            return false;
+        }
+        eligible
     }
 
     /// Reads the socket until data arrives or the window ends. `Data`: the
@@ -568,6 +604,12 @@ impl Poll {
         let start = std::time::Instant::now();
         self.commands_this_turn = 0;
         let read = self.poll_until(start, stream, inbuf)?;
+        if matches!(read, Read::WouldBlock) {
+            self.skip = self.backoff;
+            self.backoff = (self.backoff * 2).min(POLL_MAX_BACKOFF);
+        } else {
+            self.backoff = (self.backoff / 2).max(1);
+        }
         // A poll that found data starts a new turn; one that ended idle
         // counts its time as part of the wait.
         self.idle_since = matches!(read, Read::WouldBlock).then_some(start);
