@@ -169,8 +169,9 @@ pub struct FileAdapterConfig {
     /// interrupt lock. `n > 1` under the Storport model: `n` concurrent channels (full
     /// duplex, `StorPortInitializePerfOpts(STOR_PERF_CONCURRENT_CHANNELS)`), one engine and
     /// one message-signaled interrupt per channel; a submitting thread's requests go to the
-    /// channel of its [`port::current_processor`]. Under the SCSI Port model only the first
-    /// engine is used. The polled configuration always has one.
+    /// channel of its [`port::current_processor`]. Meant for the Storport model: under SCSI
+    /// Port only the first engine gets I/O (and a thread whose processor maps to another
+    /// channel cannot poll it), so keep 1 there. The polled configuration always has one.
     pub channels: usize,
 }
 
