@@ -14,10 +14,18 @@
 //!   routine): the I/O queued by the pass goes to the kernel with one `io_uring_enter`, and
 //!   whatever already finished is reaped and completed here (the polled configuration submits
 //!   in `start_io`).
-//! - The engine's completion raises the adapter's [`InterruptLine`](port::InterruptLine): the
+//! - The engine's completion raises the adapter's [`InterruptLine`]: the
 //!   io_uring's eventfd thread, or the pool thread that finished. The port then calls
 //!   [`FileMiniport::interrupt`] (interrupt lock), which reaps the finished I/O, puts each
 //!   buffer back into its SRB, calls [`LogicalUnit::finish`] and completes the request.
+//! - Storport with [`FileAdapterConfig::channels`] `> 1` (concurrent channels, full duplex):
+//!   `start_io_full_duplex` runs on the request's channel under that channel's StartIo lock
+//!   only, prepares the command and *stages* its I/O on the channel; the channel's doorbell
+//!   (`start_io_channel_done`, after the port has put the started requests in its table) hands
+//!   the staged I/O to the channel's own io_uring with one enter, and raises the channel's
+//!   message on the same thread when completions already wait; each ring's eventfd thread
+//!   raises that channel's message-signaled interrupt, and `message_interrupt` reaps that ring
+//!   only. Resets and aborts drain every channel.
 //! - [`PolledFileMiniport`] is the same adapter without an interrupt routine: while requests are
 //!   in flight it asks for its timer (`request_timer_call`, every [`POLL_INTERVAL_US`] µs) and
 //!   the timer routine reaps.

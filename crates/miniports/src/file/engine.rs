@@ -5,8 +5,9 @@
 //! Both engines take the request's data buffer by value ([`IoRequest::buf`]) and give it back
 //! with the result ([`IoDone`]): while the kernel (or a pool thread) works on a buffer, nothing
 //! else owns it — not the port, not the miniport. Both are driven from the miniport's routines
-//! under the adapter's interrupt lock (`&mut self`); the completion side is delivered as the
-//! adapter's interrupt ([`InterruptLine::raise`]) or, for the polled configuration, found by
+//! under their channel's mutex (`&mut self`; see [`UringEngine`](super::uring::UringEngine));
+//! the completion side is delivered as the channel's interrupt ([`InterruptLine::raise`]: the
+//! adapter's line, or the channel's message line) or, for the polled configuration, found by
 //! the miniport's timer routine.
 
 use std::sync::Arc;

@@ -256,7 +256,9 @@ impl InterruptWait for UringWait {
     }
 }
 
-/// One io_uring instance per adapter. Driven only under the adapter's interrupt lock.
+/// One io_uring instance per adapter, or per concurrent channel. Driven only through `&mut
+/// self`, i.e. under its channel's mutex (taken by the miniport's routines: under the interrupt
+/// lock, or — the doorbell of a concurrent channel — under that channel's StartIo lock).
 pub(crate) struct UringEngine {
     /// In-flight requests; the key is the SQE's `user_data`.
     ops: Slab<Op>,
@@ -280,7 +282,8 @@ pub(crate) struct UringEngine {
     irq: Option<IrqThread>,
     /// Declared last: dropped after `Drop::drop` has waited for (or leaked) every buffer.
     /// Shared with [`UringWait`], which only waits on it and flips the eventfd flag; every
-    /// submission- and completion-queue view is the engine's (under the interrupt lock).
+    /// submission- and completion-queue view is the engine's (`&mut self`, under its channel's
+    /// mutex).
     ring: Arc<IoUring>,
 }
 
@@ -378,7 +381,7 @@ impl UringEngine {
     /// The completion queue.
     fn cq(&mut self) -> io_uring::CompletionQueue<'_> {
         // SAFETY: the engine is the only holder of completion-queue views it drops (`&mut
-        // self`, under the adapter's interrupt lock), and it keeps none across calls.
+        // self`, under its channel's mutex), and it keeps none across calls.
         // `UringWait` makes transient views that it never drops (so never writes the head) and
         // only uses for the atomic flag and for reading the tail.
         unsafe { self.ring.completion_shared() }
@@ -528,7 +531,7 @@ impl UringEngine {
         // those that never come. Moving the `Op` inside the slab does not move the heap
         // allocation the pointer refers to.
         // The view: the engine is the only one that makes submission-queue views (`&mut self`,
-        // under the interrupt lock), and it keeps none across calls.
+        // under its channel's mutex), and it keeps none across calls.
         unsafe { self.ring.submission_shared().push(entry) }.is_ok()
     }
 
