@@ -421,9 +421,14 @@ impl ControlState {
         }
     }
 
-    /// How many iSCSI sessions are logged in.
-    pub(crate) fn session_count(&self) -> usize {
-        self.iscsi.nexuses().len()
+    /// The iSCSI front end's figures for the metrics endpoint.
+    pub(crate) fn iscsi_sample(&self) -> crate::metrics::IscsiSample {
+        use std::sync::atomic::Ordering::Relaxed;
+        crate::metrics::IscsiSample {
+            sessions: self.iscsi.nexuses().len(),
+            poll_hits: self.iscsi.poll_hits.load(Relaxed),
+            poll_timeouts: self.iscsi.poll_timeouts.load(Relaxed),
+        }
     }
 
     fn sessions(&self) -> Vec<SessionInfo> {

@@ -108,7 +108,18 @@ fn lu_labels(adapter: &str, lu: &crate::control::LuSample) -> String {
 }
 
 /// Renders one sample in the Prometheus text format (version 0.0.4).
-pub fn render(sample: &StatSample, sessions: usize) -> String {
+/// What the metrics show of the iSCSI front end.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IscsiSample {
+    /// Logged-in sessions.
+    pub sessions: usize,
+    /// Adaptive polls that found the initiator's next command / that timed out
+    /// (`iscsi::registry::Shared::poll_hits`, `poll_timeouts`).
+    pub poll_hits: u64,
+    pub poll_timeouts: u64,
+}
+
+pub fn render(sample: &StatSample, iscsi: &IscsiSample) -> String {
     let mut out = String::with_capacity(4096);
     for (name, help, get) in COUNTERS {
         let _ = writeln!(out, "# HELP scsiport_lu_{name} {help}");
@@ -243,7 +254,23 @@ pub fn render(sample: &StatSample, sessions: usize) -> String {
         "# HELP scsiport_iscsi_sessions Logged-in iSCSI sessions."
     );
     let _ = writeln!(out, "# TYPE scsiport_iscsi_sessions gauge");
-    let _ = writeln!(out, "scsiport_iscsi_sessions {sessions}");
+    let _ = writeln!(out, "scsiport_iscsi_sessions {}", iscsi.sessions);
+    let _ = writeln!(
+        out,
+        "# HELP scsiport_iscsi_polls_total Adaptive polls of a queue depth 1 initiator's socket, \
+         by result (hit: the next command came within the window; timeout: the connection slept)."
+    );
+    let _ = writeln!(out, "# TYPE scsiport_iscsi_polls_total counter");
+    let _ = writeln!(
+        out,
+        "scsiport_iscsi_polls_total{{result=\"hit\"}} {}",
+        iscsi.poll_hits
+    );
+    let _ = writeln!(
+        out,
+        "scsiport_iscsi_polls_total{{result=\"timeout\"}} {}",
+        iscsi.poll_timeouts
+    );
     out
 }
 
@@ -321,7 +348,7 @@ async fn scrape(mut stream: TcpStream, state: &ControlState) -> std::io::Result<
         (
             "200 OK",
             "text/plain; version=0.0.4; charset=utf-8",
-            render(&state.stat(), state.session_count()),
+            render(&state.stat(), &state.iscsi_sample()),
         )
     };
     let mut response = format!(
@@ -380,7 +407,12 @@ mod tests {
                 }],
             }],
         };
-        let text = render(&sample, 2);
+        let iscsi = IscsiSample {
+            sessions: 2,
+            poll_hits: 41,
+            poll_timeouts: 3,
+        };
+        let text = render(&sample, &iscsi);
         let lu = r#"{adapter="a\"0",lu="0:1:2",target="iqn.2026-11.dev.x:y",lun="3"}"#;
         assert!(
             text.contains(&format!("scsiport_lu_reads_total{lu} 7\n")),
@@ -393,6 +425,8 @@ mod tests {
         assert!(text.contains("scsiport_adapter_commands_total{adapter=\"a\\\"0\"} 9\n"));
         assert!(text.contains("scsiport_adapter_stopped{adapter=\"a\\\"0\"} 1\n"));
         assert!(text.contains("scsiport_iscsi_sessions 2\n"));
+        assert!(text.contains("scsiport_iscsi_polls_total{result=\"hit\"} 41\n"));
+        assert!(text.contains("scsiport_iscsi_polls_total{result=\"timeout\"} 3\n"));
         assert!(text.contains("# TYPE scsiport_lu_writes_total counter\n"));
         let kind = |k: &str| lu.replacen('}', &format!(",kind=\"{k}\"}}"), 1);
         assert!(
