@@ -85,7 +85,7 @@ fn login(flags: u8, data: &[u8]) {
     pdu::encode(&mut input, &b, &[data], false, false);
     conn.receive(&mut input);
     // Exactly one Login Response to one Login Request (or a close without one).
-    let mut out = std::mem::take(&mut conn.out);
+    let mut out = conn.out.take_all();
     let limits = FrameLimits {
         header_digest: false,
         data_digest: false,

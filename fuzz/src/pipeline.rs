@@ -237,7 +237,7 @@ pub fn run_counted(mut data: &[u8]) -> (usize, usize) {
     conn.receive(&mut input);
     let mut finals: HashMap<u32, u32> = HashMap::new();
     let mut submitted: Vec<u32> = Vec::new();
-    let mut out = std::mem::take(&mut conn.out);
+    let mut out = conn.out.take_all();
     count_final(&mut out, &mut finals);
     let mut cmd_sn: u32 = 1;
     let mut next_itt: u32 = 0x1000;
@@ -344,7 +344,7 @@ pub fn run_counted(mut data: &[u8]) -> (usize, usize) {
             }
         }
         conn.process_completions();
-        let mut out = std::mem::take(&mut conn.out);
+        let mut out = conn.out.take_all();
         count_final(&mut out, &mut finals);
     }
     for (itt, n) in &finals {

@@ -24,6 +24,7 @@ use slab::Slab;
 
 use crate::chap::{self, Challenge, ChapAlgorithm};
 use crate::config::{ChapConfig, TargetConfig};
+use crate::out::OutQueue;
 use crate::params::{self, KeyOutcome, Negotiated, SessionType};
 use crate::pdu::{
     self, Bhs, DecodeError, FrameLimits, Opcode, PduRef, RESERVED_TAG, RejectReason, Residual,
@@ -161,8 +162,8 @@ pub struct Connection {
     local_addr: Option<SocketAddr>,
     state: State,
     limits: FrameLimits,
-    /// Bytes to write to the socket, in order.
-    pub out: BytesMut,
+    /// What to write to the socket, in order (Data-In payloads spliced in, not copied).
+    pub out: OutQueue,
     actions: Vec<Action>,
     stat_sn: u32,
     /// Responses sent that the initiator had not yet read when it sent its
@@ -255,7 +256,7 @@ impl Connection {
                 data_digest: false,
                 max_data_segment: LOGIN_MAX_DATA_SEGMENT,
             },
-            out: BytesMut::new(),
+            out: OutQueue::default(),
             actions: Vec::new(),
             stat_sn: 1,
             unread_responses: 0,
@@ -360,7 +361,7 @@ impl Connection {
 
     fn send(&mut self, bhs: &Bhs, data: &[&[u8]]) {
         pdu::encode(
-            &mut self.out,
+            self.out.bytes_mut(),
             bhs,
             data,
             self.limits.header_digest,
@@ -1592,6 +1593,17 @@ impl Connection {
         self.maybe_finish_logout();
     }
 
+    /// Returns the spliced Data-In buffers the socket has written to the buffer pool (call
+    /// after advancing `out`).
+    pub fn reclaim_written(&mut self) {
+        let keep = 2 * self.tasks.capacity().max(16);
+        for b in self.out.take_written() {
+            if b.capacity() > 0 && b.capacity() <= POOL_MAX_BUF && self.pool.len() < keep {
+                self.pool.push(b);
+            }
+        }
+    }
+
     /// Whether completed tasks are waiting for output space.
     pub fn has_backlog(&self) -> bool {
         !self.completed.is_empty()
@@ -1627,6 +1639,22 @@ impl Connection {
             let n = t.data_in.len().min(edtl as usize);
             let seg = self.neg.initiator_mrdsl as usize;
             let burst = self.neg.max_burst_length as usize;
+            if n > 0 && good && n <= seg && n <= burst {
+                // The whole read in one Data-In PDU with the status: its payload is the
+                // buffer the service filled, spliced into the output (no copy).
+                let mut bhs =
+                    pdu::data_in(t.itt, true, Some((t.status, residual)), 0, 0, &self.seq());
+                self.stat_sn = self.stat_sn.wrapping_add(1);
+                bhs.set_u64(8, lun);
+                let digest = self
+                    .limits
+                    .data_digest
+                    .then(|| pdu::data_digest(&t.data_in[..n]));
+                pdu::encode_header(self.out.bytes_mut(), &bhs, n, self.limits.header_digest);
+                self.out.splice(std::mem::take(&mut t.data_in), n);
+                pdu::encode_trailer(self.out.bytes_mut(), n, digest);
+                return self.release(key, t);
+            }
             let mut off = 0usize;
             while off < n {
                 let end = (off + seg).min(n).min((off / burst + 1) * burst);
@@ -1650,7 +1678,7 @@ impl Connection {
                 let mut bhs = bhs;
                 bhs.set_u64(8, lun);
                 pdu::encode(
-                    &mut self.out,
+                    self.out.bytes_mut(),
                     &bhs,
                     &[&t.data_in[off..end]],
                     self.limits.header_digest,
@@ -1859,7 +1887,7 @@ mod tests {
                 }
             }
             self.conn.process_completions();
-            let mut out = std::mem::take(&mut self.conn.out);
+            let mut out = self.conn.out.take_all();
             let limits = FrameLimits {
                 max_data_segment: 1 << 24,
                 ..self.conn.limits

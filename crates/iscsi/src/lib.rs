@@ -9,6 +9,8 @@
 //! - [`conn`]: the sans-I/O connection state machine (login, full feature
 //!   phase: CmdSN window, immediate/unsolicited data, R2T, Data-In, NOP,
 //!   text/SendTargets, logout, task management, Reject).
+//! - [`out`]: a connection's output queue (encoded bytes with read buffers spliced in, written
+//!   with one `writev`).
 //! - [`registry`]: state shared by connections (sessions, reinstatement, I_T nexus ids).
 //! - [`server`]: the tokio edge.
 //! - [`config`]: targets, LUN maps, ACLs, CHAP, limits and timers.
@@ -33,6 +35,7 @@
 pub mod chap;
 pub mod config;
 pub mod conn;
+pub mod out;
 pub mod params;
 pub mod pdu;
 pub mod registry;

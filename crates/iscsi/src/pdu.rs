@@ -344,6 +344,35 @@ pub fn encode(
     }
 }
 
+/// Appends the header (+digest) of a PDU whose `dsl`-byte data segment is queued separately
+/// (spliced by [`crate::out::OutQueue::splice`]); [`encode_trailer`] then appends its padding
+/// and data digest. Sets the DataSegmentLength field.
+pub fn encode_header(out: &mut BytesMut, bhs: &Bhs, dsl: usize, header_digest: bool) {
+    let mut bhs = *bhs;
+    bhs.set_data_segment_len(dsl as u32);
+    out.reserve(BHS_LEN + 4);
+    out.put_slice(&bhs.0);
+    if header_digest {
+        out.put_u32_le(crc32c(&bhs.0));
+    }
+}
+
+/// The data digest of a data segment (CRC32C over the data and its padding).
+pub fn data_digest(data: &[u8]) -> u32 {
+    const ZERO: [u8; 4] = [0; 4];
+    crc32c::crc32c_append(crc32c(data), &ZERO[..pad4(data.len())])
+}
+
+/// Appends the padding of a `dsl`-byte data segment written separately, and its data digest
+/// if one is given (see [`encode_header`]).
+pub fn encode_trailer(out: &mut BytesMut, dsl: usize, data_digest: Option<u32>) {
+    const ZERO: [u8; 4] = [0; 4];
+    out.put_slice(&ZERO[..pad4(dsl)]);
+    if let Some(crc) = data_digest {
+        out.put_u32_le(crc);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Typed views of the initiator PDUs the target parses.
 // ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
@@ -29,6 +29,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::config::ServerConfig;
 use crate::conn::{Action, Connection};
+use crate::out::MAX_IO_SLICES;
 use crate::registry::Shared;
 use crate::service::{ScsiService, TmfResponse};
 
@@ -705,12 +706,16 @@ fn read_now(stream: &TcpStream, inbuf: &mut BytesMut, conn: &mut Connection) -> 
     }
 }
 
-/// Writes as much of `conn.out` as the socket takes now. Returns whether all
-/// of it was written (false: wait for `writable`).
+/// Writes as much of `conn.out` as the socket takes now, with one `writev`
+/// (the encoded bytes and the spliced Data-In buffers). Returns whether all of
+/// it was written (false: wait for `writable`).
 fn write_now(stream: &TcpStream, conn: &mut Connection) -> io::Result<bool> {
-    match stream.try_write(&conn.out) {
+    let mut slices = [io::IoSlice::new(&[]); MAX_IO_SLICES];
+    let k = conn.out.io_slices(&mut slices);
+    match stream.try_write_vectored(&slices[..k]) {
         Ok(n) => {
             conn.out.advance(n);
+            conn.reclaim_written();
             if conn.has_backlog() {
                 conn.process_completions();
             }
