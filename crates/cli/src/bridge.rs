@@ -250,19 +250,21 @@ impl PortService {
     }
 }
 
-impl ScsiService for PortService {
-    fn submit(&self, mut task: ScsiTask) {
+impl PortService {
+    /// Turns `task` into an SRB for its adapter and parks the task until the SRB completes.
+    /// `None`: the task was completed here (no such LU, a CDB the port cannot carry).
+    fn park(&self, mut task: ScsiTask) -> Option<(usize, Srb)> {
         // Copied out of the route: cloning it would touch the LU's shared reference count.
         let Some((adapter, address)) = self.route(task.lu).map(|r| (r.adapter, r.address)) else {
             task.check_condition(0x05, 0x25, 0x00);
             task.complete();
-            return;
+            return None;
         };
         let cdb_len = scsi::cdb::cdb_len(&task.cdb).unwrap_or(16).min(16);
         let Some(mut srb) = Srb::execute_scsi(address, &task.cdb[..cdb_len]) else {
             task.check_condition(0x05, 0x24, 0x00);
             task.complete();
-            return;
+            return None;
         };
         let edtl = task.expected_transfer_length;
         match task.direction {
@@ -316,7 +318,56 @@ impl ScsiService for PortService {
                 address,
             });
         }
-        self.adapters[adapter].1.submit(srb);
+        Some((adapter, srb))
+    }
+}
+
+thread_local! {
+    /// SRBs of a burst on their way to one adapter (`submit_burst`), kept per thread so that
+    /// their storage is reused.
+    static BURST: std::cell::RefCell<Vec<Srb>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl ScsiService for PortService {
+    fn submit(&self, task: ScsiTask) {
+        if let Some((adapter, srb)) = self.park(task) {
+            self.adapters[adapter].1.submit(srb);
+        }
+    }
+
+    /// The tasks' SRBs go to their adapters in batches (`Submitter::submit_batch`: one trip
+    /// through the port's deferred stage and one dispatch pass for a run of SRBs to the same
+    /// adapter), in order.
+    fn submit_burst(&self, tasks: &mut Vec<ScsiTask>) {
+        if tasks.len() == 1 {
+            let t = tasks.pop().expect("one task");
+            return self.submit(t);
+        }
+        BURST.with(|cell| {
+            let Ok(mut batch) = cell.try_borrow_mut() else {
+                // Called again from inside a batch (not done today): no batching.
+                for t in tasks.drain(..) {
+                    self.submit(t);
+                }
+                return;
+            };
+            let mut current: Option<usize> = None;
+            for t in tasks.drain(..) {
+                let Some((adapter, srb)) = self.park(t) else {
+                    continue;
+                };
+                if let Some(a) = current
+                    && a != adapter
+                {
+                    self.adapters[a].1.submit_batch(&mut batch);
+                }
+                current = Some(adapter);
+                batch.push(srb);
+            }
+            if let Some(a) = current {
+                self.adapters[a].1.submit_batch(&mut batch);
+            }
+        });
     }
 
     fn task_management(&self, request: &TmfRequest) -> TmfResponse {

@@ -347,6 +347,8 @@ async fn drive(
     tokio::pin!(timer);
     let mut armed = login_deadline;
     let mut actions = Vec::new();
+    // The commands of one turn, submitted together (`ScsiService::submit_burst`).
+    let mut burst = Vec::new();
     let mut drain_deadline: Option<Instant> = None;
     loop {
         // Everything that can be done without waiting.
@@ -360,9 +362,11 @@ async fn drive(
                 match action {
                     Action::Submit(task) => {
                         poll.commands_this_turn += 1;
-                        shared.service.submit(task);
+                        burst.push(task);
                     }
                     Action::TaskManagement { itt, request } => {
+                        // Commands before the TMF start before it runs.
+                        shared.service.submit_burst(&mut burst);
                         queue.end_inline();
                         let svc = shared.service.clone();
                         let req = request.clone();
@@ -375,6 +379,7 @@ async fn drive(
                 }
             }
             if ran {
+                shared.service.submit_burst(&mut burst);
                 queue.end_inline();
                 conn.process_completions();
             }

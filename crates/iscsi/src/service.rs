@@ -314,6 +314,15 @@ pub trait ScsiService: Send + Sync + 'static {
     /// (possibly before returning).
     fn submit(&self, task: ScsiTask);
 
+    /// Starts executing every task of `tasks`, in order (drains it, keeping its capacity): the
+    /// commands one socket read brought. A service may start them together (one trip through
+    /// its queues for the burst). Default: [`ScsiService::submit`] each.
+    fn submit_burst(&self, tasks: &mut Vec<ScsiTask>) {
+        for t in tasks.drain(..) {
+            self.submit(t);
+        }
+    }
+
     /// Performs a task management function and returns its response.
     ///
     /// For ABORT TASK: return `FunctionComplete` if the task was found and
