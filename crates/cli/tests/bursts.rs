@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{DEFAULT_IQN, Server, TempDir};
 use iscsi::pdu::Opcode;
-use iscsi::testing::initiator::{Initiator, LoginOptions};
+use iscsi::testing::initiator::{Initiator, LoginOptions, cdb10};
 
 const INITIATOR: &str = "iqn.2026-11.dev.scsiport:bursts-test";
 const IO_TIMEOUT: Duration = Duration::from_secs(20);
@@ -73,14 +73,6 @@ fn login(addr: &str) -> Initiator {
         assert!(ok, "LUN {lun}: TEST UNIT READY never answered GOOD");
     }
     ini
-}
-
-fn cdb10(op: u8, lba: u32, blocks: u16) -> [u8; 10] {
-    let mut c = [0u8; 10];
-    c[0] = op;
-    c[2..6].copy_from_slice(&lba.to_be_bytes());
-    c[7..9].copy_from_slice(&blocks.to_be_bytes());
-    c
 }
 
 fn block(lun: u64, lba: u32, round: u8) -> Vec<u8> {

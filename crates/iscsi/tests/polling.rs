@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use iscsi::pdu::Opcode;
 use iscsi::service::LuHandle;
-use iscsi::testing::initiator::{Initiator, LoginOptions};
+use iscsi::testing::initiator::{Initiator, LoginOptions, cdb10};
 use iscsi::testing::{RunningServer, TEST_IQN, simple_config, spawn_server};
 
 const INI: &str = "iqn.2026-11.org.scsiport:initiator";
@@ -98,18 +98,7 @@ fn pipelining_initiator_is_not_polled_for() {
         let mut itts = Vec::new();
         for i in 0..per_batch {
             let lba = (b * per_batch + i) * 8;
-            let cdb = [
-                0x28,
-                0,
-                (lba >> 24) as u8,
-                (lba >> 16) as u8,
-                (lba >> 8) as u8,
-                lba as u8,
-                0,
-                0,
-                8,
-                0,
-            ];
+            let cdb = cdb10(0x28, lba, 8);
             let bhs = ini.command_bhs(0, &cdb, true, false, 4096);
             itts.push(bhs.itt());
             ini.send_pdu(&bhs, &[]).unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use iscsi::config::{LunMapping, TargetConfig, Timeouts};
 use iscsi::service::LuHandle;
-use iscsi::testing::initiator::{Initiator, LoginOptions};
+use iscsi::testing::initiator::{Initiator, LoginOptions, cdb10};
 use iscsi::testing::{RamDisk, TEST_IQN, simple_config, spawn_server};
 
 const INI: &str = "iqn.2026-11.org.scsiport:initiator";
@@ -747,18 +747,7 @@ fn spliced_data_in_survives_partial_socket_writes() {
     let mut want = std::collections::HashMap::new();
     for i in 0..60u32 {
         let lba = (i * 167) % (8192 - 512);
-        let cdb = [
-            0x28,
-            0,
-            (lba >> 24) as u8,
-            (lba >> 16) as u8,
-            (lba >> 8) as u8,
-            lba as u8,
-            0,
-            2,
-            0,
-            0,
-        ];
+        let cdb = cdb10(0x28, lba, 512);
         let bhs = ini.command_bhs(0, &cdb, true, false, 512 * 512);
         want.insert(bhs.itt(), lba as usize * 512);
         ini.send_pdu(&bhs, &[]).unwrap();

@@ -101,6 +101,15 @@ pub struct ScsiResult {
     pub data_ins: u32,
 }
 
+/// A 10-byte READ/WRITE-style CDB: `opcode`, LBA in bytes 2-5, transfer length in 7-8.
+pub fn cdb10(opcode: u8, lba: u32, blocks: u16) -> [u8; 10] {
+    let mut cdb = [0u8; 10];
+    cdb[0] = opcode;
+    cdb[2..6].copy_from_slice(&lba.to_be_bytes());
+    cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
+    cdb
+}
+
 /// A blocking test initiator on one TCP connection.
 pub struct Initiator {
     stream: TcpStream,
@@ -596,19 +605,12 @@ impl Initiator {
 
     /// READ(10) of `blocks` 512-byte blocks.
     pub fn read10(&mut self, lun: u64, lba: u32, blocks: u16) -> io::Result<ScsiResult> {
-        let mut cdb = [0u8; 10];
-        cdb[0] = 0x28;
-        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
-        cdb[7..9].copy_from_slice(&blocks.to_be_bytes());
-        self.scsi(lun, &cdb, blocks as u32 * 512, None)
+        self.scsi(lun, &cdb10(0x28, lba, blocks), blocks as u32 * 512, None)
     }
 
     /// WRITE(10) of `data` (a multiple of 512 bytes).
     pub fn write10(&mut self, lun: u64, lba: u32, data: &[u8]) -> io::Result<ScsiResult> {
-        let mut cdb = [0u8; 10];
-        cdb[0] = 0x2a;
-        cdb[2..6].copy_from_slice(&lba.to_be_bytes());
-        cdb[7..9].copy_from_slice(&((data.len() / 512) as u16).to_be_bytes());
+        let cdb = cdb10(0x2a, lba, (data.len() / 512) as u16);
         self.scsi(lun, &cdb, 0, Some(data))
     }
 
