@@ -73,7 +73,7 @@ pub fn feed_in_chunks(stream: &[u8], sizes: &[usize]) -> Observed {
         conn.receive(&mut input);
         actions.extend(conn.take_actions());
     }
-    let out = conn.out.to_vec();
+    let out = conn.out.take_vec();
     let logged_in = conn.is_logged_in();
     let close = conn.close_reason().map(|c| format!("{c:?}"));
     let action_text = actions.iter().map(|a| format!("{a:?}")).collect();
@@ -87,7 +87,7 @@ pub fn feed_in_chunks(stream: &[u8], sizes: &[usize]) -> Observed {
         }
     }
     conn.process_completions();
-    let after_completions = conn.out.to_vec();
+    let after_completions = conn.out.take_vec();
     conn.closed();
     Observed {
         out,

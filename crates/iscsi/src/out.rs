@@ -153,7 +153,7 @@ impl OutQueue {
     }
 
     /// [`OutQueue::take_all`] as a `Vec`.
-    pub fn to_vec(&mut self) -> Vec<u8> {
+    pub fn take_vec(&mut self) -> Vec<u8> {
         self.take_all().to_vec()
     }
 }

@@ -233,9 +233,8 @@ async fn net_thread(
                 match TcpStream::from_std(stream) {
                     Ok(stream) => {
                         let (shared, load) = (shared.clone(), load.clone());
-                        let alone = load.clone();
                         conns.spawn(async move {
-                            serve_connection(shared, stream, peer, Some(alone)).await;
+                            serve_connection(shared, stream, peer, Some(load.clone())).await;
                             load.fetch_sub(1, Ordering::Relaxed);
                         });
                     }
@@ -421,14 +420,8 @@ async fn drive(
         if poll.should_poll(conn, &inbuf) {
             let read = poll.poll_socket(stream, &mut inbuf)?;
             let counter = match read {
-                Read::WouldBlock => {
-                    poll.timeouts += 1;
-                    &shared.poll_timeouts
-                }
-                _ => {
-                    poll.hits += 1;
-                    &shared.poll_hits
-                }
+                Read::WouldBlock => &shared.poll_timeouts,
+                _ => &shared.poll_hits,
             };
             counter.fetch_add(1, Ordering::Relaxed);
             match read {
@@ -611,9 +604,11 @@ impl Poll {
         self.commands_this_turn = 0;
         let read = self.poll_until(start, stream, inbuf)?;
         if matches!(read, Read::WouldBlock) {
+            self.timeouts += 1;
             self.skip = self.backoff;
             self.backoff = (self.backoff * 2).min(POLL_MAX_BACKOFF);
         } else {
+            self.hits += 1;
             self.backoff = (self.backoff / 2).max(1);
         }
         // A poll that found data starts a new turn; one that ended idle

@@ -523,11 +523,9 @@ impl FileHba {
         config: &mut PortConfiguration,
         polled: bool,
     ) -> FindAdapterResult<FileHba> {
-        if hw.adapters.is_empty() {
+        let Some(lus) = crate::next_adapter(&mut hw.adapters, ctx) else {
             return FindAdapterResult::NotFound;
-        }
-        let lus = hw.adapters.remove(0);
-        ctx.set_again(!hw.adapters.is_empty());
+        };
         if lus.is_empty() {
             return FindAdapterResult::BadConfig;
         }

@@ -64,6 +64,21 @@ pub fn device_nexus(srb: &Srb) -> device::ItNexus {
     device::ItNexus::new(srb.nexus.initiator, srb.nexus.relative_target_port.max(1))
 }
 
+/// The first step of a `find_adapter` that serves a list of configured adapters: takes the
+/// next one and asks the port to call again while more remain (`set_again`). `None`: none is
+/// left, `find_adapter` returns `NotFound`.
+pub(crate) fn next_adapter<T>(
+    adapters: &mut Vec<T>,
+    ctx: &mut port::FindAdapterContext,
+) -> Option<T> {
+    if adapters.is_empty() {
+        return None;
+    }
+    let next = adapters.remove(0);
+    ctx.set_again(!adapters.is_empty());
+    Some(next)
+}
+
 /// Executes an EXECUTE_SCSI `srb` synchronously on `lu` and sets its completion fields.
 /// Runs on the caller's thread (under the adapter's interrupt lock when called from
 /// `start_io`); the data moves directly between the SRB's buffer and the backend.

@@ -103,11 +103,9 @@ impl Miniport for RamMiniport {
         ctx: &mut FindAdapterContext,
         config: &mut PortConfiguration,
     ) -> FindAdapterResult<Self> {
-        if hw.adapters.is_empty() {
+        let Some(lus) = crate::next_adapter(&mut hw.adapters, ctx) else {
             return FindAdapterResult::NotFound;
-        }
-        let lus = hw.adapters.remove(0);
-        ctx.set_again(!hw.adapters.is_empty());
+        };
         if lus.is_empty() {
             return FindAdapterResult::BadConfig;
         }

@@ -648,11 +648,9 @@ impl Miniport for SimMiniport {
         ctx: &mut FindAdapterContext,
         config: &mut PortConfiguration,
     ) -> FindAdapterResult<Self> {
-        if hw.adapters.is_empty() {
+        let Some(a) = crate::next_adapter(&mut hw.adapters, ctx) else {
             return FindAdapterResult::NotFound;
-        }
-        let a = hw.adapters.remove(0);
-        ctx.set_again(!hw.adapters.is_empty());
+        };
         if let Err(e) = a.validate() {
             tracing::error!(error = %e, "sim adapter: bad configuration");
             return FindAdapterResult::BadConfig;
