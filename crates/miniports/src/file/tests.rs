@@ -991,13 +991,12 @@ impl CompletionSink for ByThread {
     }
 }
 
-#[test]
-fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
+/// An io_uring adapter (interrupt configuration) on a 4 KiB-block file in tmpfs where there
+/// is one: there the kernel hands reads to its workers, so they are still in flight when a
+/// poll starts; elsewhere they may all finish inside the submitting enter.
+fn shm_uring_rig() -> Rig {
     require_uring();
-    // On tmpfs the kernel hands reads to its workers, so they are still in flight when the
-    // first poll starts; elsewhere they may all finish inside the submitting enter.
-    let shm = Path::new("/dev/shm").is_dir();
-    let file = if shm {
+    let file = if Path::new("/dev/shm").is_dir() {
         tempfile::NamedTempFile::new_in("/dev/shm").unwrap()
     } else {
         tempfile::NamedTempFile::new().unwrap()
@@ -1013,6 +1012,22 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
         polled: false,
     };
     rig.clear_unit_attention();
+    rig
+}
+
+/// A tagged READ(16) of `blocks` at `lba` with its buffer; `original_request` = `id`.
+fn tagged_read(rig: &Rig, lba: u64, blocks: u32, id: u64) -> Srb {
+    let mut srb = cdb(&read16(lba, blocks));
+    srb.flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
+    srb.original_request = id;
+    let len = blocks * rig.bs;
+    with_data(srb, Some((vec![0; len as usize], DataDirection::In)), len)
+}
+
+#[test]
+fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
+    let rig = shm_uring_rig();
+    let bs = rig.bs;
     const N: u64 = 16;
     const PER: u64 = 256; // 1 MiB
     for i in 0..N {
@@ -1025,13 +1040,7 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
     let sink = Arc::new(ByThread::default());
     let sub = rig.adapter.submitter(sink.clone());
     let mut batch: Vec<Srb> = (0..N)
-        .map(|i| {
-            let mut srb = cdb(&read16(i * PER, PER as u32));
-            srb.flags.insert(SrbFlags::QUEUE_ACTION_ENABLE);
-            srb.original_request = i;
-            let len = (PER * u64::from(bs)) as u32;
-            with_data(srb, Some((vec![0; len as usize], DataDirection::In)), len)
-        })
+        .map(|i| tagged_read(&rig, i * PER, PER as u32, i))
         .collect();
     sub.submit_batch(&mut batch);
     let line = rig.adapter.interrupt_line();
@@ -1080,6 +1089,121 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
         line.take_interrupt(Duration::from_secs(5)),
         port::TakenInterrupt::Unavailable
     );
+    rig.adapter.shutdown().unwrap();
+}
+
+/// A thread that keeps the adapter busy and polls for its completions gets them on its own
+/// thread, including those that arrive while it handles the previous batch (the poller lease:
+/// the interrupt stays masked between its waits, so the interrupt thread does not take them).
+#[test]
+fn a_busy_polling_thread_keeps_its_completions_between_waits() {
+    let rig = shm_uring_rig();
+    // Written pages: reads of a hole in tmpfs finish inside the submitting enter, reads of
+    // data go to the kernel's workers and complete while this thread does other things.
+    std::fs::write(
+        rig.file.path(),
+        vec![0x5a; (BLOCKS * u64::from(rig.bs)) as usize],
+    )
+    .unwrap();
+    let sink = Arc::new(ByThread::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    let line = rig.adapter.interrupt_line();
+    const QD: u64 = 8;
+    // 128 KiB each: the kernel's workers take a while over the eight, so most complete while
+    // this thread handles the first.
+    const PER: u64 = 32;
+    const TOTAL: usize = 2000;
+    let mut next = 0u64;
+    let mut batch: Vec<Srb> = (0..QD)
+        .map(|_| {
+            next += 1;
+            tagged_read(&rig, (next * PER) % (BLOCKS - PER), PER as u32, next)
+        })
+        .collect();
+    sub.submit_batch(&mut batch);
+    let me = std::thread::current().id();
+    let (mut seen, mut elsewhere) = (0usize, 0usize);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while seen < TOTAL {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads did not complete"
+        );
+        if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let done = std::mem::take(&mut *sink.done.lock());
+        // Work on the batch for a while, as a caller does — with system calls (waking
+        // another thread, a socket write): the kernel posts the completions its workers
+        // finished meanwhile on the way out of each — then send their replacements.
+        let until = std::time::Instant::now() + Duration::from_micros(200);
+        while std::time::Instant::now() < until {
+            std::thread::yield_now();
+        }
+        let mut more: Vec<Srb> = Vec::new();
+        for (srb, t) in done {
+            ok(&srb, "read");
+            seen += 1;
+            elsewhere += usize::from(t != me);
+            if (next as usize) < TOTAL {
+                next += 1;
+                more.push(tagged_read(
+                    &rig,
+                    (next * PER) % (BLOCKS - PER),
+                    PER as u32,
+                    next,
+                ));
+            }
+        }
+        sub.submit_batch(&mut more);
+    }
+    assert_eq!(seen, TOTAL, "each read completes once");
+    assert!(sink.done.lock().is_empty(), "no completion after the last");
+    // A few may go to the interrupt thread when this thread is descheduled past its lease.
+    assert!(
+        elsewhere * 10 < TOTAL,
+        "{elsewhere} of {TOTAL} completions were delivered by another thread"
+    );
+    rig.adapter.shutdown().unwrap();
+}
+
+/// A thread that polled once (and so holds the lease) and then stops polling with requests
+/// in flight does not strand them: when its lease ends the interrupt thread delivers them.
+#[test]
+fn completions_of_a_thread_that_stops_polling_are_delivered() {
+    let rig = shm_uring_rig();
+    let sink = Arc::new(ByThread::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    let line = rig.adapter.interrupt_line();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    // Poll until the first read is back: this thread now holds the lease.
+    let mut first = vec![tagged_read(&rig, 0, 1, 0)];
+    sub.submit_batch(&mut first);
+    while sink.done.lock().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first read did not complete"
+        );
+        if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    // More reads, and no more polls.
+    const N: u64 = 64;
+    let mut batch: Vec<Srb> = (1..=N).map(|i| tagged_read(&rig, i * 8, 8, i)).collect();
+    sub.submit_batch(&mut batch);
+    while sink.done.lock().len() < N as usize + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reads of a thread that stopped polling were stranded"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let done = std::mem::take(&mut *sink.done.lock());
+    assert_eq!(done.len(), N as usize + 1, "each read completes once");
+    for (srb, _) in &done {
+        ok(srb, "read");
+    }
     rig.adapter.shutdown().unwrap();
 }
 

@@ -22,9 +22,21 @@
 //! `io_cqring_wake`'s `wq_has_sleeper` — before it reads the flag; unmasking is a locked
 //! read-modify-write before we read the tail. As a second safety net the interrupt thread
 //! wakes every 50 ms while requests are in flight and raises the line if completions sit in
-//! the queue with nobody polling.) The ring is set up with `IORING_SETUP_COOP_TASKRUN` where
-//! the kernel has it: completions of requests the kernel punted to its workers are posted when
-//! the submitting thread next enters the kernel instead of interrupting it with an IPI.
+//! the queue with nobody polling.)
+//!
+//! **Poller lease.** A thread that waits on the ring itself ([`UringWait`]) keeps the
+//! interrupt masked not only while it waits but for [`LEASE`] after: the time it takes to
+//! handle what it reaped and send the next requests before it waits again. So a thread that
+//! keeps the adapter busy gets every completion on its own thread, as fio does, and the
+//! interrupt thread neither wakes for them nor submits requests from a second thread (whose
+//! own kernel worker would then compete for the CPUs). While a lease is held the interrupt
+//! thread looks every [`LEASE_CHECK`]; when it finds the lease ended — the thread stopped
+//! waiting — it unmasks and raises the line for whatever is waiting, so completions of a
+//! thread that walked away are late by at most `LEASE + LEASE_CHECK`, never lost.
+//!
+//! The ring is set up with `IORING_SETUP_COOP_TASKRUN` where the kernel has it: completions of
+//! requests the kernel punted to its workers are posted when the submitting thread next enters
+//! the kernel instead of interrupting it with an IPI.
 //!
 //! Requests belong to the thread that submitted them: when it exits, the kernel cancels those
 //! not yet started (ECANCELED). `start_io` runs on whichever thread runs the port's deferred
@@ -39,7 +51,7 @@
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use device::IoOp;
@@ -69,6 +81,14 @@ const IORING_ENTER_EXT_ARG: u32 = 1 << 3;
 /// How long the interrupt thread waits on the eventfd before it raises the line anyway when
 /// requests are in flight (a safety net; see the module documentation).
 const IRQ_SAFETY_NET: Duration = Duration::from_millis(50);
+
+/// How long a thread that waited on the ring keeps the interrupt masked after its wait (see
+/// the module documentation): longer than it takes to handle a batch of completions and send
+/// their replacements.
+const LEASE: Duration = Duration::from_millis(2);
+
+/// How often the interrupt thread looks whether a lease has ended.
+const LEASE_CHECK: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
@@ -116,10 +136,6 @@ impl IrqThread {
         ring.submitter().register_eventfd(efd.as_raw_fd())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (fd, flag, ring) = (efd.clone(), stop.clone(), ring.clone());
-        let net = rustix::event::Timespec {
-            tv_sec: 0,
-            tv_nsec: IRQ_SAFETY_NET.as_nanos() as _,
-        };
         // Detached: it ends when `stop` is set and the eventfd written (Drop below). Not
         // joined, because the adapter may be dropped on this very thread (the last handle
         // released by a sink running in the deferred stage the interrupt started).
@@ -128,6 +144,34 @@ impl IrqThread {
             .spawn(move || {
                 let mut count = [0u8; 8];
                 loop {
+                    let timeout = if state.watching() {
+                        LEASE_CHECK
+                    } else {
+                        // Going to sleep long: a thread that takes a lease from now on kicks
+                        // the eventfd (`irq_far`; the lease is stored before the flag is read
+                        // there, the flag before the lease here).
+                        state.irq_far.store(true, Ordering::SeqCst);
+                        if state.watching() {
+                            state.irq_far.store(false, Ordering::SeqCst);
+                            LEASE_CHECK
+                        } else {
+                            if state.end_lease() {
+                                // The lease ended with the interrupt masked: unmask (a locked
+                                // RMW, then the tail) and take what came meanwhile.
+                                peek_cq(&ring, |cq| cq.enable_eventfd());
+                                if state.in_flight.load(Ordering::Acquire) > 0
+                                    && peek_cq(&ring, |cq| !io_uring::CompletionQueue::is_empty(cq))
+                                {
+                                    line.raise();
+                                }
+                            }
+                            IRQ_SAFETY_NET
+                        }
+                    };
+                    let net = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: timeout.as_nanos() as _,
+                    };
                     let mut pfd = [rustix::event::PollFd::new(
                         &*fd,
                         rustix::event::PollFlags::IN,
@@ -140,7 +184,7 @@ impl IrqThread {
                                 return;
                             }
                             if state.in_flight.load(Ordering::Acquire) > 0
-                                && state.pollers.load(Ordering::SeqCst) == 0
+                                && !state.watching()
                                 && peek_cq(&ring, |cq| !io_uring::CompletionQueue::is_empty(cq))
                             {
                                 line.raise();
@@ -156,10 +200,16 @@ impl IrqThread {
                     }
                     match rustix::io::read(fd.as_fd(), &mut count) {
                         Ok(_) if flag.load(Ordering::Acquire) => return,
-                        // A polling thread is waiting on the completion queue and raises the
-                        // line itself when it wakes (it looks at the queue once more after it
-                        // stops polling, so nothing signalled now is left behind).
-                        Ok(_) if state.pollers.load(Ordering::SeqCst) > 0 => {}
+                        // A thread waits on the completion queue, or holds a lease: it reaps
+                        // (it looks at the queue when its wait ends; a lease that ends is
+                        // looked after above). This is its kick, or a kernel signal that got
+                        // through because a lease began just as this thread unmasked at the
+                        // end of the last one: masked again.
+                        Ok(_) if state.watching() => {
+                            if state.pollers.load(Ordering::SeqCst) == 0 {
+                                peek_cq(&ring, |cq| cq.disable_eventfd());
+                            }
+                        }
                         Ok(_) => line.raise(),
                         Err(Errno::INTR | Errno::AGAIN) => {}
                         Err(e) => {
@@ -187,6 +237,62 @@ struct IrqState {
     /// 1 while a thread waits in [`UringWait::wait`]: meanwhile the eventfd stays masked and
     /// the interrupt thread does not raise the line.
     pollers: AtomicUsize,
+    /// The poller lease (module documentation): nanoseconds since `epoch` until which the
+    /// last thread that waited on the ring keeps the interrupt masked; 0 when no lease is
+    /// held (the interrupt thread has unmasked after the last one).
+    lease_until: AtomicU64,
+    /// The interrupt thread sleeps for [`IRQ_SAFETY_NET`], not watching a lease: a thread
+    /// that takes a lease wakes it (writes the eventfd) so that it looks every
+    /// [`LEASE_CHECK`].
+    irq_far: AtomicBool,
+    epoch: Instant,
+}
+
+impl IrqState {
+    fn new() -> Self {
+        Self {
+            in_flight: AtomicUsize::new(0),
+            pollers: AtomicUsize::new(0),
+            lease_until: AtomicU64::new(0),
+            irq_far: AtomicBool::new(false),
+            epoch: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        // Never 0 (0 means "no lease"); u64 nanoseconds last 584 years.
+        self.epoch.elapsed().as_nanos() as u64 | 1
+    }
+
+    /// A thread waits on the ring or holds a lease: the interrupt stays masked and the
+    /// interrupt thread does not raise the line.
+    fn watching(&self) -> bool {
+        self.pollers.load(Ordering::SeqCst) > 0 || self.leased()
+    }
+
+    fn leased(&self) -> bool {
+        self.lease_until.load(Ordering::SeqCst) > self.now_ns()
+    }
+
+    /// Takes (or renews) the lease at the end of a wait; true when the interrupt thread
+    /// sleeps long and must be woken to watch it.
+    fn take_lease(&self) -> bool {
+        self.lease_until
+            .store(self.now_ns() + LEASE.as_nanos() as u64, Ordering::SeqCst);
+        self.irq_far.swap(false, Ordering::SeqCst)
+    }
+
+    /// Clears a lease that has run out; true when there was one (the interrupt is still
+    /// masked from it). False when none was held or another wait renewed it meanwhile.
+    fn end_lease(&self) -> bool {
+        let until = self.lease_until.load(Ordering::SeqCst);
+        until != 0
+            && until <= self.now_ns()
+            && self
+                .lease_until
+                .compare_exchange(until, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+    }
 }
 
 /// The ring's [`InterruptWait`]: a thread that waits for its completions (the class driver's
@@ -196,6 +302,8 @@ struct IrqState {
 struct UringWait {
     ring: Arc<IoUring>,
     state: Arc<IrqState>,
+    /// The interrupt thread's eventfd, to wake it when a lease starts while it sleeps long.
+    efd: Arc<OwnedFd>,
 }
 
 impl UringWait {
@@ -247,10 +355,14 @@ impl InterruptWait for UringWait {
                 Some(&args),
             )
         };
+        // Left masked under a lease: this thread is expected back within `LEASE`, and the
+        // interrupt thread unmasks if it is not. The lease is stored before `pollers` drops,
+        // so the interrupt thread never sees neither.
+        if st.take_lease() {
+            let _ = rustix::io::write(self.efd.as_fd(), &1u64.to_ne_bytes());
+        }
         st.pollers.store(0, Ordering::SeqCst);
-        // Unmask, then look at the queue (a locked RMW, then the tail; `sync` would store the
-        // view's head, so a fresh view reads the tail instead).
-        self.with_cq(|cq| cq.enable_eventfd());
+        // Look at the queue (a fresh view reads the tail; `sync` would store the view's head).
         let waiting = self.with_cq(|cq| !io_uring::CompletionQueue::is_empty(cq));
         Some(r.is_ok() || waiting)
     }
@@ -319,16 +431,14 @@ impl UringEngine {
         let fds: Vec<std::os::fd::RawFd> = files.iter().map(|f| f.fd().as_raw_fd()).collect();
         let registered = !fds.is_empty() && ring.submitter().register_files(&fds).is_ok();
         let ring = Arc::new(ring);
-        let state = Arc::new(IrqState {
-            in_flight: AtomicUsize::new(0),
-            pollers: AtomicUsize::new(0),
-        });
+        let state = Arc::new(IrqState::new());
         let irq = match line {
             Some(line) => {
                 let irq = IrqThread::start(&ring, line.clone(), state.clone())?;
                 line.set_wait(Arc::new(UringWait {
                     ring: ring.clone(),
                     state: state.clone(),
+                    efd: irq.efd.clone(),
                 }));
                 Some(irq)
             }
@@ -357,11 +467,12 @@ impl UringEngine {
     }
 
     /// Unmasks the interrupt; true when completions are already waiting (the caller reaps
-    /// them, masking again, before it returns). Left masked while a thread polls
-    /// ([`UringWait`]): it wakes on the completion queue itself and unmasks when it stops.
-    /// Without an interrupt thread: always false.
+    /// them, masking again, before it returns). Left masked while a thread polls or holds a
+    /// lease ([`UringWait`]): it reaps the completion queue itself when it waits again, and
+    /// the interrupt thread unmasks when the lease ends. Without an interrupt thread: always
+    /// false.
     pub(crate) fn unmask_irq(&mut self) -> bool {
-        if self.irq.is_none() || self.state.pollers.load(Ordering::SeqCst) > 0 {
+        if self.irq.is_none() || self.state.watching() {
             return false;
         }
         let mut cq = self.cq();
