@@ -1167,6 +1167,64 @@ fn a_busy_polling_thread_keeps_its_completions_between_waits() {
     rig.adapter.shutdown().unwrap();
 }
 
+/// A thread that looks for its completions when nothing of its is on the ring (its requests
+/// are still with the port, or another thread delivers them) sleeps on its sink: it gives its
+/// lease back, so what is started on the ring meanwhile is delivered by the interrupt thread at
+/// once, not when the lease would have run out.
+#[test]
+fn a_poller_with_nothing_in_flight_gives_its_lease_back() {
+    let rig = shm_uring_rig();
+    std::fs::write(
+        rig.file.path(),
+        vec![0x5a; (BLOCKS * u64::from(rig.bs)) as usize],
+    )
+    .unwrap();
+    let sink = Arc::new(ByThread::default());
+    let sub = rig.adapter.submitter(sink.clone());
+    let line = rig.adapter.interrupt_line();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut latencies = Vec::new();
+    for i in 0..15u64 {
+        // Poll one read home: this thread now holds the lease.
+        let mut one = vec![tagged_read(&rig, i * 8, 8, i)];
+        sub.submit_batch(&mut one);
+        while sink.done.lock().is_empty() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read did not complete"
+            );
+            if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
+                std::thread::yield_now();
+            }
+        }
+        ok(&sink.done.lock().pop().unwrap().0, "read");
+        // Nothing in flight: no wait, and the lease is given back.
+        assert_eq!(
+            line.take_interrupt(Duration::from_millis(1)),
+            port::TakenInterrupt::Unavailable
+        );
+        // A read started now is delivered without this thread polling.
+        let t0 = std::time::Instant::now();
+        let mut one = vec![tagged_read(&rig, 1000 + i * 8, 8, 100 + i)];
+        sub.submit_batch(&mut one);
+        while sink.done.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "read was stranded");
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        latencies.push(t0.elapsed());
+        ok(&sink.done.lock().pop().unwrap().0, "read");
+    }
+    latencies.sort();
+    // Held, the lease would keep the interrupt masked for up to `LEASE` after the last wait
+    // (about half of these, measured). A few slow wake-ups on a busy machine are allowed.
+    let p75 = latencies[latencies.len() * 3 / 4];
+    assert!(
+        p75 < super::uring::LEASE / 2,
+        "3/4 of deliveries took up to {p75:?} (all: {latencies:?})"
+    );
+    rig.adapter.shutdown().unwrap();
+}
+
 /// A thread that polled once (and so holds the lease) and then stops polling with requests
 /// in flight does not strand them: when its lease ends the interrupt thread delivers them.
 #[test]

@@ -32,7 +32,10 @@
 //! own kernel worker would then compete for the CPUs). While a lease is held the interrupt
 //! thread looks every [`LEASE_CHECK`]; when it finds the lease ended — the thread stopped
 //! waiting — it unmasks and raises the line for whatever is waiting, so completions of a
-//! thread that walked away are late by at most `LEASE + LEASE_CHECK`, never lost.
+//! thread that walked away are late by at most `LEASE + LEASE_CHECK`, never lost. A thread
+//! that comes to wait while nothing is on the ring (its requests are still with the port, or
+//! another thread is delivering them) gives the lease back at once: it sleeps on its sink,
+//! and the interrupt thread takes what is started meanwhile.
 //!
 //! The ring is set up with `IORING_SETUP_COOP_TASKRUN` where the kernel has it: completions of
 //! requests the kernel punted to its workers are posted when the submitting thread next enters
@@ -85,7 +88,7 @@ const IRQ_SAFETY_NET: Duration = Duration::from_millis(50);
 /// How long a thread that waited on the ring keeps the interrupt masked after its wait (see
 /// the module documentation): longer than it takes to handle a batch of completions and send
 /// their replacements.
-const LEASE: Duration = Duration::from_millis(2);
+pub(crate) const LEASE: Duration = Duration::from_millis(2);
 
 /// How often the interrupt thread looks whether a lease has ended.
 const LEASE_CHECK: Duration = Duration::from_millis(1);
@@ -326,6 +329,13 @@ impl InterruptWait for UringWait {
     fn wait(&self, timeout: Duration) -> Option<bool> {
         let st = &self.state;
         if st.in_flight.load(Ordering::Acquire) == 0 {
+            // This thread sleeps elsewhere (its sink) until another thread delivers: give the
+            // lease back, so the interrupt thread takes whatever is started on this ring
+            // meanwhile (nothing is in the completion queue: a CQE not yet reaped is a
+            // request still in flight).
+            if st.lease_until.swap(0, Ordering::SeqCst) != 0 {
+                self.with_cq(|cq| cq.enable_eventfd());
+            }
             return None;
         }
         // One poller at a time: it takes the interrupt for every submitter (their sinks wake
