@@ -937,6 +937,121 @@ impl<M: Miniport> AdapterShared<M> {
         self.full_duplex().is_some()
     }
 
+    /// [`Adapter::state_dump`](crate::Adapter::state_dump): briefly each incoming list and
+    /// channel start list, then the interrupt lock and the DPC token (each waited for up to
+    /// 1 s), one at a time, never two adapter locks together.
+    pub(crate) fn state_dump(&self) -> String {
+        use std::fmt::Write as _;
+        if in_deferred_stage() {
+            return "state dump: not available from inside the deferred stage".into();
+        }
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "flags: pending {} interrupt_pending {} messages_pending {:#x} latch_dirty {} \
+             ticks_pending {} control_pending {}",
+            self.pending.load(Ordering::Acquire),
+            self.interrupt_pending.load(Ordering::Acquire),
+            self.messages_pending.load(Ordering::Acquire),
+            self.latch_dirty.load(Ordering::Acquire),
+            self.ticks_pending.load(Ordering::Acquire),
+            self.control_pending.load(Ordering::Acquire),
+        );
+        for (ch, list) in self.incoming.iter().enumerate() {
+            let n = list.0.lock().len();
+            if n > 0 {
+                let _ = writeln!(o, "incoming[{ch}]: {n}");
+            }
+        }
+        if let Some(fd) = self.full_duplex() {
+            for (ch, c) in fd.channels.iter().enumerate() {
+                let starts: Vec<u32> = c.starts.lock().iter().map(|p| p.id.slot).collect();
+                let locked = c.lock.is_locked();
+                let _ = writeln!(
+                    o,
+                    "channel {ch}: StartIo lock held {locked}, starts waiting (slots) {starts:?}"
+                );
+            }
+        }
+        if let Some(g) = self.interrupt.try_lock_for(Duration::from_secs(1)) {
+            let held: Vec<(usize, u32, bool)> = g
+                .core
+                .active
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.srb.is_some())
+                .map(|(slot, e)| (slot, e.generation, e.completed))
+                .collect();
+            let _ = writeln!(
+                o,
+                "interrupt side: isr_blocked {}, requests (slot, generation, completed) {held:?}, \
+                 latched completions {:?}",
+                g.isr_blocked, g.core.latch.completed
+            );
+        } else {
+            o.push_str("interrupt side: the interrupt lock is held (a routine is stuck)\n");
+        }
+        let Some(r) = self.runner.try_lock_for(Duration::from_secs(1)) else {
+            o.push_str("runner: the DPC token is held (a thread is stuck in the deferred stage)\n");
+            return o;
+        };
+        let _ = writeln!(o, "adapter: {:?}", r.adapter);
+        let _ = writeln!(
+            o,
+            "ring {:?}, free slots {}, escalations {:?}, completed_buf {}, out {}",
+            r.ring,
+            r.free_slots.len(),
+            r.escalations,
+            r.completed_buf.len(),
+            r.out.len()
+        );
+        for (i, l) in r.lus.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "lu {i} {:?}: queue {} bypass {} frozen {} locked {} busy {} awaiting_sense {} \
+                 outstanding {} untagged_active {} in_ring {} lu_reset_pending {} depth {} \
+                 device_busy {} paused {}",
+                l.address,
+                l.queue.len(),
+                l.bypass.len(),
+                l.frozen,
+                l.locked,
+                l.busy.is_some(),
+                l.awaiting_sense.is_some(),
+                l.outstanding,
+                l.untagged_active,
+                l.in_ring,
+                l.lu_reset_pending,
+                l.depth,
+                l.device_busy,
+                l.paused
+            );
+            for q in l.queue.iter().chain(l.bypass.iter()).chain(l.busy.iter()) {
+                let _ = writeln!(
+                    o,
+                    "    queued: request {} {:?} attempts {} origin {:?}",
+                    q.srb.original_request, q.srb.function, q.attempts, q.origin
+                );
+            }
+        }
+        for (slot, m) in r.slots.iter().enumerate().filter(|(_, m)| m.active) {
+            let _ = writeln!(
+                o,
+                "slot {slot}: request {} lu {} generation {} origin {:?} stage {:?} \
+                 timeout_left {} stage_left {} channel {}",
+                m.original_request,
+                m.lu,
+                m.generation,
+                m.origin,
+                m.stage,
+                m.timeout_left,
+                m.stage_left,
+                m.channel
+            );
+        }
+        o
+    }
+
     /// Runs a Storport control routine with the DPC token and both locks (from the API, not
     /// from a sink), then the deferred stage.
     fn storport_control<R>(

@@ -182,6 +182,7 @@ pub(crate) trait AdapterObject: Send + Sync {
     fn interrupt_line(&self) -> InterruptLine;
     fn is_storport(&self) -> bool;
     fn is_full_duplex(&self) -> bool;
+    fn state_dump(&self) -> String;
     fn unit_power(
         &self,
         address: Address,
@@ -258,6 +259,9 @@ impl<M: Miniport> AdapterObject for AdapterShared<M> {
     }
     fn is_full_duplex(&self) -> bool {
         AdapterShared::is_full_duplex(self)
+    }
+    fn state_dump(&self) -> String {
+        AdapterShared::state_dump(self)
     }
     fn unit_power(
         &self,
@@ -509,6 +513,16 @@ impl Adapter {
     /// [`SynchronizationModel::FullDuplex`](crate::SynchronizationModel::FullDuplex).
     pub fn is_full_duplex(&self) -> bool {
         self.inner.is_full_duplex()
+    }
+
+    /// A human-readable dump of the port's request state, for diagnosing a stuck request in
+    /// tests: adapter flags (ready, hold-off, busy, paused, stopped), each LU's queues and
+    /// flags (frozen, busy, paused, outstanding), the active slots and the requests waiting
+    /// for a full-duplex `start_io`. Waits up to 1 s each for the interrupt lock and the
+    /// deferred stage's token (and says so for one it cannot get); from a completion or
+    /// event sink it returns a note instead (it would wait for itself). Any thread, no lock held.
+    pub fn state_dump(&self) -> String {
+        self.inner.state_dump()
     }
 
     /// Storport `ScsiUnitPower` (`HwStorUnitControl`): moves the LU at `address` to `state`.

@@ -86,6 +86,26 @@ struct Tracker {
 }
 
 impl Tracker {
+    fn new(world: Arc<World>, busy_limit: u32, storport: bool) -> Tracker {
+        Tracker {
+            outstanding: Mutex::new(HashMap::new()),
+            cv: Condvar::new(),
+            errors: Mutex::new(Vec::new()),
+            to_release: Mutex::new(Vec::new()),
+            completed: AtomicU64::new(0),
+            world,
+            busy_limit,
+            storport,
+        }
+    }
+
+    /// A submitter may stop draining: nothing of its own is outstanding (`out`, the held
+    /// `outstanding`) and it owes no release (a freeze noted with its last completion holds
+    /// every thread's requests to that LU until it is released).
+    fn drained(&self, out: &HashMap<u64, Expect>) -> bool {
+        out.is_empty() && self.to_release.lock().is_empty()
+    }
+
     fn check(&self, e: &Expect, srb: &Srb) -> Result<(), String> {
         let s = srb.srb_status.status();
         let frozen = srb.srb_status.queue_frozen();
@@ -173,7 +193,19 @@ impl Tracker {
 impl CompletionSink for Tracker {
     fn complete(&self, srb: Srb) {
         let id = srb.original_request;
-        let expect = self.outstanding.lock().remove(&id);
+        let expect = {
+            let mut out = self.outstanding.lock();
+            let e = out.remove(&id);
+            // A frozen LU is noted for release in the same `outstanding` hold that takes the
+            // request off: a submitter that sees its last request gone also sees the release
+            // it owes (the freeze holds every thread's requests to that LU, not only its own).
+            if let Some(e) = &e
+                && srb.srb_status.queue_frozen()
+            {
+                self.to_release.lock().push(e.lu);
+            }
+            e
+        };
         match expect {
             None => self.errors.lock().push(format!(
                 "request {id} completed twice or never submitted ({:?} {:?})",
@@ -182,9 +214,6 @@ impl CompletionSink for Tracker {
             Some(e) => {
                 if let Err(msg) = self.check(&e, &srb) {
                     self.errors.lock().push(format!("request {id}: {msg}"));
-                }
-                if srb.srb_status.queue_frozen() {
-                    self.to_release.lock().push(e.lu);
                 }
             }
         }
@@ -332,11 +361,25 @@ fn submitter_thread(
             }
         }
     }
-    // Drain: keep releasing frozen queues until everything came back.
+    // Drain: keep releasing frozen queues until everything came back and no release is owed.
     loop {
         release(&tracker, &mut rng, &mut submit);
         let mut out = tracker.outstanding.lock();
-        if out.is_empty() || Instant::now() > deadline {
+        if tracker.drained(&out) {
+            break;
+        }
+        if Instant::now() > deadline {
+            // Stuck: say what is outstanding and where the port holds it (before the final
+            // shutdown flushes it away).
+            let mut stuck: Vec<_> = out.iter().map(|(id, e)| (*id, *e)).collect();
+            drop(out);
+            stuck.sort_by_key(|(id, _)| *id);
+            println!(
+                "thread {base:#x}: {} outstanding at the deadline: {:?}\nport state:\n{}",
+                stuck.len(),
+                &stuck[..stuck.len().min(20)],
+                adapter.state_dump()
+            );
             break;
         }
         tracker.cv.wait_for(&mut out, Duration::from_millis(5));
@@ -392,18 +435,7 @@ fn stress_model(
     let run = Run {
         adapter: adapter.clone(),
         trackers: (0..THREADS)
-            .map(|_| {
-                Arc::new(Tracker {
-                    outstanding: Mutex::new(HashMap::new()),
-                    cv: Condvar::new(),
-                    errors: Mutex::new(Vec::new()),
-                    to_release: Mutex::new(Vec::new()),
-                    completed: AtomicU64::new(0),
-                    world: world.clone(),
-                    busy_limit,
-                    storport,
-                })
-            })
+            .map(|_| Arc::new(Tracker::new(world.clone(), busy_limit, storport)))
             .collect(),
         world,
     };
@@ -505,6 +537,62 @@ fn stress_model(
             "the run exercised timeouts, BUSY and resets"
         );
     }
+}
+
+/// Regression (the rare stress hang): the completion that freezes an LU must note the release
+/// before its request leaves `outstanding`. It used to take the request off first: the
+/// submitter, seeing nothing of its own outstanding, stopped, the release was never sent, and
+/// the other thread's requests to that LU waited behind the freeze until the run's deadline.
+/// Here the test holds `to_release`, so the completion stops exactly where it notes the release.
+#[test]
+fn tracker_notes_the_release_of_a_frozen_lu_before_the_request_leaves_outstanding() {
+    let world = Arc::new(World {
+        flushes_sent: Default::default(),
+        shutdown: AtomicBool::new(false),
+    });
+    let tracker = Arc::new(Tracker::new(world, 3, true));
+    tracker.outstanding.lock().insert(
+        1,
+        Expect {
+            kind: Kind::Io(Behaviour::Status(SrbStatus::ERROR.0)),
+            lu: 2,
+            no_freeze: false,
+            length: 0,
+            abort_targeted: false,
+        },
+    );
+    let mut srb = scripted_srb(LUS[2], Behaviour::Status(SrbStatus::ERROR.0), 1);
+    srb.srb_status = SrbStatus::ERROR.with(SrbStatus::QUEUE_FROZEN);
+    let release_noted = tracker.to_release.lock();
+    let completer = {
+        let t = tracker.clone();
+        std::thread::spawn(move || t.complete(srb))
+    };
+    // While the release is not noted, the request never looks gone.
+    let end = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < end {
+        if let Some(out) = tracker.outstanding.try_lock() {
+            assert!(
+                !out.is_empty(),
+                "the frozen request left outstanding before its release was noted"
+            );
+        }
+        std::thread::yield_now();
+    }
+    drop(release_noted);
+    completer.join().unwrap();
+    assert!(
+        tracker.errors.lock().is_empty(),
+        "{:?}",
+        tracker.errors.lock()
+    );
+    assert_eq!(*tracker.to_release.lock(), vec![2]);
+    assert!(
+        !tracker.drained(&tracker.outstanding.lock()),
+        "a submitter owing a release keeps draining"
+    );
+    tracker.to_release.lock().clear();
+    assert!(tracker.drained(&tracker.outstanding.lock()));
 }
 
 fn options() -> PortOptions {
