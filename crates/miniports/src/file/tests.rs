@@ -1015,6 +1015,36 @@ fn shm_uring_rig() -> Rig {
     rig
 }
 
+/// [`shm_uring_rig`] on a file written in full: reads of a hole in tmpfs finish inside the
+/// submitting enter, reads of data go to the kernel's workers and complete while the
+/// submitting thread does other things.
+fn written_shm_uring_rig() -> Rig {
+    let rig = shm_uring_rig();
+    std::fs::write(
+        rig.file.path(),
+        vec![0x5a; (BLOCKS * u64::from(rig.bs)) as usize],
+    )
+    .unwrap();
+    rig
+}
+
+/// Polls `line` — taking the interrupt on this thread — until `sink` holds `n` completions;
+/// fails with `what` at `deadline`.
+fn poll_until(
+    line: &port::InterruptLine,
+    sink: &ByThread,
+    n: usize,
+    deadline: std::time::Instant,
+    what: &str,
+) {
+    while sink.done.lock().len() < n {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
+            std::thread::yield_now();
+        }
+    }
+}
+
 /// A tagged READ(16) of `blocks` at `lba` with its buffer; `original_request` = `id`.
 fn tagged_read(rig: &Rig, lba: u64, blocks: u32, id: u64) -> Srb {
     let mut srb = cdb(&read16(lba, blocks));
@@ -1097,14 +1127,7 @@ fn a_polling_thread_takes_the_io_uring_interrupt_itself() {
 /// the interrupt stays masked between its waits, so the interrupt thread does not take them).
 #[test]
 fn a_busy_polling_thread_keeps_its_completions_between_waits() {
-    let rig = shm_uring_rig();
-    // Written pages: reads of a hole in tmpfs finish inside the submitting enter, reads of
-    // data go to the kernel's workers and complete while this thread does other things.
-    std::fs::write(
-        rig.file.path(),
-        vec![0x5a; (BLOCKS * u64::from(rig.bs)) as usize],
-    )
-    .unwrap();
+    let rig = written_shm_uring_rig();
     let sink = Arc::new(ByThread::default());
     let sub = rig.adapter.submitter(sink.clone());
     let line = rig.adapter.interrupt_line();
@@ -1173,12 +1196,7 @@ fn a_busy_polling_thread_keeps_its_completions_between_waits() {
 /// once, not when the lease would have run out.
 #[test]
 fn a_poller_with_nothing_in_flight_gives_its_lease_back() {
-    let rig = shm_uring_rig();
-    std::fs::write(
-        rig.file.path(),
-        vec![0x5a; (BLOCKS * u64::from(rig.bs)) as usize],
-    )
-    .unwrap();
+    let rig = written_shm_uring_rig();
     let sink = Arc::new(ByThread::default());
     let sub = rig.adapter.submitter(sink.clone());
     let line = rig.adapter.interrupt_line();
@@ -1188,15 +1206,7 @@ fn a_poller_with_nothing_in_flight_gives_its_lease_back() {
         // Poll one read home: this thread now holds the lease.
         let mut one = vec![tagged_read(&rig, i * 8, 8, i)];
         sub.submit_batch(&mut one);
-        while sink.done.lock().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "read did not complete"
-            );
-            if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
-                std::thread::yield_now();
-            }
-        }
+        poll_until(&line, &sink, 1, deadline, "read did not complete");
         ok(&sink.done.lock().pop().unwrap().0, "read");
         // Nothing in flight: no wait, and the lease is given back.
         assert_eq!(
@@ -1237,15 +1247,7 @@ fn completions_of_a_thread_that_stops_polling_are_delivered() {
     // Poll until the first read is back: this thread now holds the lease.
     let mut first = vec![tagged_read(&rig, 0, 1, 0)];
     sub.submit_batch(&mut first);
-    while sink.done.lock().is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "first read did not complete"
-        );
-        if line.take_interrupt(Duration::from_millis(1)) == port::TakenInterrupt::Unavailable {
-            std::thread::sleep(Duration::from_micros(100));
-        }
-    }
+    poll_until(&line, &sink, 1, deadline, "first read did not complete");
     // More reads, and no more polls.
     const N: u64 = 64;
     let mut batch: Vec<Srb> = (1..=N).map(|i| tagged_read(&rig, i * 8, 8, i)).collect();
