@@ -13,6 +13,9 @@
 //! the owner's thread inside `try_next` / `wait_next` / `next_completion`, under no lock but the sink's
 //! list lock (held only to swap two vectors).
 
+// SRBs stay boxed from the queue through the port to the sink and back: the port moves the
+// box at each stage instead of the ~250-byte SRB (`Submitter::submit_boxed`).
+#![allow(clippy::vec_box)]
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -169,7 +172,7 @@ pub struct QueueStats {
 /// drains, with the owner's wake-up.
 #[derive(Debug, Default)]
 pub(crate) struct QueueSink {
-    done: Mutex<Vec<Srb>>,
+    done: Mutex<Vec<Box<Srb>>>,
     cv: Condvar,
     sleeping: AtomicBool,
     has_waker: AtomicBool,
@@ -179,7 +182,13 @@ pub(crate) struct QueueSink {
 impl CompletionSink for QueueSink {
     /// Deferred stage, any thread, outside the adapter locks: push only.
     fn complete(&self, srb: Srb) {
+        self.done.lock().push(Box::new(srb));
+    }
+
+    /// Deferred stage, any thread, outside the adapter locks: push the box (no copy).
+    fn complete_boxed(&self, srb: Box<Srb>) -> Option<Box<Srb>> {
         self.done.lock().push(srb);
+        None
     }
 
     /// Wakes the owner once per batch.
@@ -200,7 +209,7 @@ impl CompletionSink for QueueSink {
 
 impl QueueSink {
     /// Swaps the completed SRBs into `into` (which must be empty).
-    fn take(&self, into: &mut Vec<Srb>) {
+    fn take(&self, into: &mut Vec<Box<Srb>>) {
         let mut d = self.done.lock();
         std::mem::swap(&mut *d, into);
     }
@@ -260,7 +269,7 @@ struct Slot {
 #[derive(Debug)]
 struct Delayed {
     due: Instant,
-    srb: Srb,
+    srb: Box<Srb>,
 }
 
 /// A client's submission queue on a [`Disk`](crate::Disk): `submit` requests with a token,
@@ -277,12 +286,12 @@ pub struct DiskQueue {
     line: InterruptLine,
     /// Between `plug` and `unplug`: SRBs are held in `held` and sent together.
     plugged: bool,
-    held: Vec<Srb>,
+    held: Vec<Box<Srb>>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    free_srbs: Vec<Srb>,
+    free_srbs: Vec<Box<Srb>>,
     bounce: Vec<Vec<u8>>,
-    incoming: Vec<Srb>,
+    incoming: Vec<Box<Srb>>,
     delayed: Vec<Delayed>,
     ready: VecDeque<IoCompletion>,
     in_flight: u32,
@@ -393,7 +402,7 @@ impl DiskQueue {
     pub fn unplug(&mut self) {
         self.plugged = false;
         if !self.held.is_empty() {
-            self.submitter.submit_batch(&mut self.held);
+            self.submitter.submit_batch_boxed(&mut self.held);
         }
     }
 
@@ -527,7 +536,7 @@ impl DiskQueue {
     }
 
     /// Builds the next piece of slot `index` and counts it outstanding.
-    fn build_piece(&mut self, index: u32) -> Srb {
+    fn build_piece(&mut self, index: u32) -> Box<Srb> {
         let mut srb = self.free_srbs.pop().unwrap_or_default();
         let mut data = std::mem::take(&mut srb.data);
         let slot = &mut self.slots[index as usize];
@@ -617,12 +626,12 @@ impl DiskQueue {
         }
     }
 
-    fn send(&mut self, srb: Srb) {
+    fn send(&mut self, srb: Box<Srb>) {
         self.stats.srbs_sent += 1;
         if self.plugged {
             self.held.push(srb);
         } else {
-            self.submitter.submit(srb);
+            self.submitter.submit_boxed(srb);
         }
     }
 
@@ -650,7 +659,7 @@ impl DiskQueue {
 
     /// One completed SRB: classify it (the sense is read here), release a frozen queue,
     /// retry, or account the piece.
-    fn on_complete(&mut self, mut srb: Srb) {
+    fn on_complete(&mut self, mut srb: Box<Srb>) {
         if srb.original_request & RELEASE_MARK != 0 {
             self.recycle(srb);
             return;
@@ -710,10 +719,10 @@ impl DiskQueue {
         self.stats.queue_releases += 1;
         let mut srb = port::queue_request(SrbFunction::ReleaseQueue, self.disk.address);
         srb.original_request = RELEASE_MARK;
-        self.send(srb);
+        self.send(Box::new(srb));
     }
 
-    fn piece_done(&mut self, index: u32, mut srb: Srb) {
+    fn piece_done(&mut self, index: u32, mut srb: Box<Srb>) {
         let slot = &mut self.slots[index as usize];
         if slot.zero_copy {
             slot.buffer = std::mem::take(&mut srb.data);
@@ -733,7 +742,7 @@ impl DiskQueue {
         self.after_piece(index);
     }
 
-    fn piece_failed(&mut self, index: u32, mut srb: Srb, error: DiskError) {
+    fn piece_failed(&mut self, index: u32, mut srb: Box<Srb>, error: DiskError) {
         let slot = &mut self.slots[index as usize];
         if slot.zero_copy {
             slot.buffer = std::mem::take(&mut srb.data);
@@ -770,7 +779,7 @@ impl DiskQueue {
     }
 
     /// Keeps the SRB (and a bounce buffer) for reuse.
-    fn recycle(&mut self, mut srb: Srb) {
+    fn recycle(&mut self, mut srb: Box<Srb>) {
         if srb.data.capacity() > 0
             && self.bounce.len() < self.slots.len() * MAX_PIECES_IN_FLIGHT as usize
         {

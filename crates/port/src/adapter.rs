@@ -10,6 +10,9 @@
 //!   never runs twice at once and needs no finer locking. Every call into the miniport after
 //!   initialization is made by the token holder (lock order: runner, then interrupt).
 
+// Requests travel through the port boxed (`Box<Srb>`): each stage moves a pointer instead of
+// the ~250-byte SRB, and lists of boxes are the point, not an accident.
+#![allow(clippy::vec_box)]
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -52,7 +55,7 @@ pub(crate) fn in_deferred_stage() -> bool {
 /// A request handed over by a submitter.
 pub(crate) struct Incoming {
     pub(crate) sink: u32,
-    pub(crate) srb: Srb,
+    pub(crate) srb: Box<Srb>,
     /// False when Storport's `build_io` completed the request itself.
     pub(crate) built: bool,
     /// The concurrent channel of the submitting thread (0 without concurrent channels).
@@ -71,7 +74,7 @@ enum Origin {
 }
 
 struct Queued {
-    srb: Srb,
+    srb: Box<Srb>,
     /// The concurrent channel `start_io` runs on (0 without concurrent channels).
     channel: u16,
     origin: Origin,
@@ -192,9 +195,11 @@ pub(crate) struct Runner<M: Miniport> {
     adapter: AdapterFlags,
     sinks: Vec<Arc<dyn CompletionSink>>,
     incoming_spare: Vec<Incoming>,
+    /// Boxes the sinks gave back, on their way to the incoming lists (`Incomings::spare`).
+    spare_boxes: Vec<Box<Srb>>,
     snap: Latch<M>,
-    completed_buf: Vec<(u32, Srb)>,
-    out: Vec<(u32, Srb)>,
+    completed_buf: Vec<(u32, Box<Srb>)>,
+    out: Vec<(u32, Box<Srb>)>,
     touched: Vec<u32>,
     events_out: Vec<PortEvent>,
     escalations: Vec<SrbId>,
@@ -264,7 +269,7 @@ pub(crate) type AdapterControlExFn<M> =
 /// A request the deferred stage has given a slot, waiting for the full-duplex `start_io`.
 pub(crate) struct PendingStart {
     id: SrbId,
-    srb: Srb,
+    srb: Box<Srb>,
 }
 
 /// The StartIo side of a full-duplex adapter.
@@ -278,7 +283,22 @@ pub(crate) struct FullDuplex<M: Miniport> {
 
 /// The incoming list of one channel, on its own cache lines.
 #[repr(align(128))]
-pub(crate) struct IncomingList(Mutex<Vec<Incoming>>);
+pub(crate) struct IncomingList(Mutex<Incomings>);
+
+/// What an incoming-list lock guards.
+#[derive(Default)]
+pub(crate) struct Incomings {
+    /// Requests handed over, not yet accepted.
+    list: Vec<Incoming>,
+    /// Empty boxes for `submit` of an unboxed SRB: the deferred stage gives back here, one
+    /// for each request it takes from the list, the boxes the sinks returned
+    /// ([`CompletionSink::complete_boxed`]), so that a steady flow of requests allocates
+    /// nothing.
+    spare: Vec<Box<Srb>>,
+}
+
+/// Most spare boxes kept on one incoming list.
+const SPARE_BOXES: usize = 1024;
 
 /// One StartIo channel: its lock and its requests to start. Aligned so that two channels never
 /// share a cache line (each is driven by its own thread).
@@ -303,7 +323,7 @@ pub(crate) struct StartIoSide<M: Miniport> {
 }
 
 /// A started request not yet handed to the interrupt side: id, request, RequestComplete seen.
-pub(crate) type InHand = (SrbId, Srb, bool);
+pub(crate) type InHand = (SrbId, Box<Srb>, bool);
 
 /// The Storport parts of an adapter.
 pub(crate) struct StorportState<M: Miniport> {
@@ -442,6 +462,17 @@ impl<M: Miniport> InterruptTarget for AdapterShared<M> {
     }
 }
 
+/// `srb` in a spare box if there is one (one copy of the SRB), else in a new one.
+fn boxed(spare: &mut Vec<Box<Srb>>, srb: Srb) -> Box<Srb> {
+    match spare.pop() {
+        Some(mut b) => {
+            *b = srb;
+            b
+        }
+        None => Box::new(srb),
+    }
+}
+
 /// Errors of the blocking helpers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
@@ -538,6 +569,7 @@ impl<M: Miniport> AdapterShared<M> {
             },
             sinks: vec![sync.clone() as Arc<dyn CompletionSink>],
             incoming_spare: Vec::with_capacity(64),
+            spare_boxes: Vec::new(),
             snap: Latch::new(slots),
             completed_buf: Vec::with_capacity(slots),
             out: Vec::with_capacity(slots),
@@ -577,7 +609,12 @@ impl<M: Miniport> AdapterShared<M> {
             options,
             shared,
             incoming: (0..channel_count)
-                .map(|_| IncomingList(Mutex::new(Vec::with_capacity(64))))
+                .map(|_| {
+                    IncomingList(Mutex::new(Incomings {
+                        list: Vec::with_capacity(64),
+                        spare: Vec::new(),
+                    }))
+                })
                 .collect(),
             new_sinks: Mutex::new(Vec::new()),
             sink_count: AtomicU32::new(1),
@@ -879,23 +916,49 @@ impl<M: Miniport> AdapterShared<M> {
     }
 
     pub(crate) fn submit(&self, sink: u32, mut srb: Srb) {
-        let mut built = true;
-        if let Some(build_io) = &self.build_io
-            && srb.function == SrbFunction::ExecuteScsi
-        {
-            // HwStorBuildIo: on the submitting thread, without any adapter lock, possibly on
-            // several threads at once.
-            srb.srb_status = SrbStatus::PENDING;
-            built = build_io(&mut srb);
-        }
+        let built = self.build(&mut srb);
         let channel = self.current_channel();
-        self.incoming[channel as usize].0.lock().push(Incoming {
+        let mut inc = self.incoming[channel as usize].0.lock();
+        let srb = boxed(&mut inc.spare, srb);
+        inc.list.push(Incoming {
             sink,
             srb,
             built,
             channel,
         });
+        drop(inc);
         self.request_dpc();
+    }
+
+    /// [`submit`](Self::submit) of a boxed request: the port moves the box, not the SRB, from
+    /// here to the sink.
+    pub(crate) fn submit_boxed(&self, sink: u32, mut srb: Box<Srb>) {
+        let built = self.build(&mut srb);
+        let channel = self.current_channel();
+        self.incoming[channel as usize]
+            .0
+            .lock()
+            .list
+            .push(Incoming {
+                sink,
+                srb,
+                built,
+                channel,
+            });
+        self.request_dpc();
+    }
+
+    /// Storport's `HwStorBuildIo` for an EXECUTE_SCSI request: on the submitting thread,
+    /// without any adapter lock, possibly on several threads at once. False when it completed
+    /// the request itself.
+    fn build(&self, srb: &mut Srb) -> bool {
+        match &self.build_io {
+            Some(build_io) if srb.function == SrbFunction::ExecuteScsi => {
+                srb.srb_status = SrbStatus::PENDING;
+                build_io(srb)
+            }
+            _ => true,
+        }
     }
 
     /// [`submit`](Self::submit) for several requests: `build_io` for each (Storport), one turn
@@ -907,18 +970,40 @@ impl<M: Miniport> AdapterShared<M> {
         while !srbs.is_empty() {
             let n = srbs.len().min(64);
             let mut built = [true; 64];
-            if let Some(build_io) = &self.build_io {
-                for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
-                    if srb.function == SrbFunction::ExecuteScsi {
-                        srb.srb_status = SrbStatus::PENDING;
-                        *b = build_io(srb);
-                    }
-                }
+            for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
+                *b = self.build(srb);
+            }
+            let channel = self.current_channel();
+            let mut inc = self.incoming[channel as usize].0.lock();
+            let inc = &mut *inc;
+            for (srb, built) in srbs.drain(..n).zip(built) {
+                let srb = boxed(&mut inc.spare, srb);
+                inc.list.push(Incoming {
+                    sink,
+                    srb,
+                    built,
+                    channel,
+                });
+            }
+        }
+        self.request_dpc();
+    }
+
+    /// [`submit_batch`](Self::submit_batch) of boxed requests.
+    pub(crate) fn submit_batch_boxed(&self, sink: u32, srbs: &mut Vec<Box<Srb>>) {
+        if srbs.is_empty() {
+            return;
+        }
+        while !srbs.is_empty() {
+            let n = srbs.len().min(64);
+            let mut built = [true; 64];
+            for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
+                *b = self.build(srb);
             }
             let channel = self.current_channel();
             let mut inc = self.incoming[channel as usize].0.lock();
             for (srb, built) in srbs.drain(..n).zip(built) {
-                inc.push(Incoming {
+                inc.list.push(Incoming {
                     sink,
                     srb,
                     built,
@@ -958,7 +1043,7 @@ impl<M: Miniport> AdapterShared<M> {
             self.control_pending.load(Ordering::Acquire),
         );
         for (ch, list) in self.incoming.iter().enumerate() {
-            let n = list.0.lock().len();
+            let n = list.0.lock().list.len();
             if n > 0 {
                 let _ = writeln!(o, "incoming[{ch}]: {n}");
             }
@@ -1653,10 +1738,19 @@ impl<M: Miniport> Runner<M> {
         for list in sh.incoming.iter() {
             {
                 let mut inc = list.0.lock();
-                if inc.is_empty() {
+                if inc.list.is_empty() {
                     continue;
                 }
-                std::mem::swap(&mut *inc, &mut self.incoming_spare);
+                std::mem::swap(&mut inc.list, &mut self.incoming_spare);
+                // A box back for each request taken (while there are any): what this list's
+                // unboxed submitters will need next.
+                let give = self
+                    .incoming_spare
+                    .len()
+                    .min(self.spare_boxes.len())
+                    .min(SPARE_BOXES.saturating_sub(inc.spare.len()));
+                let at = self.spare_boxes.len() - give;
+                inc.spare.extend(self.spare_boxes.drain(at..));
             }
             let mut incoming = std::mem::take(&mut self.incoming_spare);
             for inc in incoming.drain(..) {
@@ -1777,7 +1871,11 @@ impl<M: Miniport> Runner<M> {
             }
             match self.sinks.get(sink as usize) {
                 Some(s) => {
-                    s.complete(srb);
+                    if let Some(empty) = s.complete_boxed(srb)
+                        && self.spare_boxes.len() < SPARE_BOXES
+                    {
+                        self.spare_boxes.push(empty);
+                    }
                     if !self.touched.contains(&sink) {
                         self.touched.push(sink);
                     }
@@ -1864,7 +1962,7 @@ impl<M: Miniport> Runner<M> {
         _sh: &AdapterShared<M>,
         lu: Option<u32>,
         origin: Origin,
-        srb: Srb,
+        srb: Box<Srb>,
         submitted: Instant,
     ) {
         let Origin::Sink(sink) = origin else { return };
@@ -1908,7 +2006,7 @@ impl<M: Miniport> Runner<M> {
         sh: &AdapterShared<M>,
         lu: Option<u32>,
         origin: Origin,
-        mut srb: Srb,
+        mut srb: Box<Srb>,
         status: SrbStatus,
         submitted: Instant,
     ) {
@@ -2375,7 +2473,7 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// A request came back from the miniport (`SpiProcessCompletedRequest`).
-    fn on_complete(&mut self, sh: &AdapterShared<M>, slot: u32, mut srb: Srb) {
+    fn on_complete(&mut self, sh: &AdapterShared<M>, slot: u32, mut srb: Box<Srb>) {
         let meta = self.slots[slot as usize];
         self.slots[slot as usize].active = false;
         self.free_slots.push(slot);
@@ -2521,7 +2619,7 @@ impl<M: Miniport> Runner<M> {
 
     /// BUSY / QUEUE FULL: park the request for the next tick, up to the retry limit, then
     /// freeze the queue and fail it.
-    fn busy(&mut self, sh: &AdapterShared<M>, lu: u32, meta: SlotMeta, mut srb: Srb) {
+    fn busy(&mut self, sh: &AdapterShared<M>, lu: u32, meta: SlotMeta, mut srb: Box<Srb>) {
         sh.shared.counters.busy();
         self.lus[lu as usize].counters.busy();
         let l = &mut self.lus[lu as usize];
@@ -2555,7 +2653,7 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// The adapter has no autosense: park the request and send REQUEST SENSE first.
-    fn request_sense(&mut self, lu: u32, meta: SlotMeta, srb: Srb) {
+    fn request_sense(&mut self, lu: u32, meta: SlotMeta, srb: Box<Srb>) {
         let len = srb.sense_info_buffer_length;
         let mut rs = Srb::function(SrbFunction::ExecuteScsi, srb.address);
         rs.cdb = crate::srb::Cdb::new(&[0x03, 0, 0, 0, len, 0]).unwrap_or_default();
@@ -2579,7 +2677,7 @@ impl<M: Miniport> Runner<M> {
             submitted: meta.submitted,
         });
         l.bypass.push_front(Queued {
-            srb: rs,
+            srb: Box::new(rs),
             channel: meta.channel,
             origin: Origin::RequestSense,
             attempts: 0,
@@ -2588,7 +2686,7 @@ impl<M: Miniport> Runner<M> {
         self.kick(lu);
     }
 
-    fn sense_done(&mut self, sh: &AdapterShared<M>, lu: u32, rs: Srb) {
+    fn sense_done(&mut self, sh: &AdapterShared<M>, lu: u32, rs: Box<Srb>) {
         let Some(parked) = self.lus[lu as usize].awaiting_sense.take() else {
             return; // the parked request was aborted meanwhile
         };
@@ -2727,7 +2825,7 @@ impl<M: Miniport> Runner<M> {
         abort.time_out_value = sh.options.recovery_ticks.max(1);
         abort.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
         self.lus[lu as usize].bypass.push_back(Queued {
-            srb: abort,
+            srb: Box::new(abort),
             channel: 0,
             origin: Origin::Recovery { target: id },
             attempts: 0,
@@ -2756,7 +2854,7 @@ impl<M: Miniport> Runner<M> {
                     reset.time_out_value = ticks;
                     reset.flags = SrbFlags::BYPASS_FROZEN_QUEUE | SrbFlags::BYPASS_LOCKED_QUEUE;
                     self.lus[lu as usize].bypass.push_back(Queued {
-                        srb: reset,
+                        srb: Box::new(reset),
                         channel: 0,
                         origin: Origin::Recovery { target: id },
                         attempts: 0,

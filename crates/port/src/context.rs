@@ -77,7 +77,7 @@ impl WmiEvent {
 /// A slot of the interrupt-side request table: the request while the miniport owns it and the
 /// slot's preallocated SRB extension.
 pub(crate) struct ActiveEntry<M: Miniport> {
-    pub(crate) srb: Option<Srb>,
+    pub(crate) srb: Option<Box<Srb>>,
     pub(crate) ext: M::SrbExtension,
     pub(crate) generation: u32,
     /// RequestComplete latched; the request belongs to the port again.
@@ -223,12 +223,14 @@ impl<'a, M: Miniport> PortContext<'a, M> {
 
     /// The request, while the miniport owns it (`None` once completed or for a stale id).
     pub fn srb(&self, id: impl Into<SrbId>) -> Option<&Srb> {
-        self.core.entry(id.into()).and_then(|e| e.srb.as_ref())
+        self.core.entry(id.into()).and_then(|e| e.srb.as_deref())
     }
 
     /// The request, mutable: the miniport sets status, data, sense, transfer length.
     pub fn srb_mut(&mut self, id: impl Into<SrbId>) -> Option<&mut Srb> {
-        self.core.entry_mut(id.into()).and_then(|e| e.srb.as_mut())
+        self.core
+            .entry_mut(id.into())
+            .and_then(|e| e.srb.as_deref_mut())
     }
 
     /// The request's SRB extension (preallocated per slot, not reset between uses).
@@ -521,7 +523,7 @@ pub struct StartIoContext<'a, M: Miniport> {
     pub(crate) channel: u32,
     pub(crate) id: SrbId,
     /// The request in hand (`None` once handed to the interrupt side).
-    pub(crate) srb: Option<Srb>,
+    pub(crate) srb: Option<Box<Srb>>,
     /// RequestComplete latched for the request in hand.
     pub(crate) completed: bool,
 }
@@ -562,7 +564,7 @@ impl<'a, M: Miniport> StartIoContext<'a, M> {
     pub fn srb(&self, id: impl Into<SrbId>) -> Option<&Srb> {
         let id = id.into();
         (id == self.id && !self.completed)
-            .then_some(self.srb.as_ref())
+            .then_some(self.srb.as_deref())
             .flatten()
     }
 
@@ -570,7 +572,7 @@ impl<'a, M: Miniport> StartIoContext<'a, M> {
     pub fn srb_mut(&mut self, id: impl Into<SrbId>) -> Option<&mut Srb> {
         let id = id.into();
         if id == self.id && !self.completed {
-            self.srb.as_mut()
+            self.srb.as_deref_mut()
         } else {
             None
         }

@@ -28,6 +28,15 @@ use crate::wmi::{PortWmi, WmiBlock, WmiConsumer, WmiControl, WmiError, WmiEventS
 pub trait CompletionSink: Send + Sync {
     /// A request of this submitter is finished; the SRB (with its data buffer) is yours again.
     fn complete(&self, srb: Srb);
+    /// The request in the box it travelled in through the port (the port boxes every request
+    /// it accepts: [`Submitter::submit_boxed`] hands over the submitter's own box, `submit`
+    /// takes a spare one). The default moves the SRB out to [`complete`](Self::complete) and
+    /// returns the empty box, which the port reuses for a later `submit`; a sink that keeps
+    /// its SRBs boxed overrides this, keeps the box and returns `None`.
+    fn complete_boxed(&self, mut srb: Box<Srb>) -> Option<Box<Srb>> {
+        self.complete(std::mem::take(&mut *srb));
+        Some(srb)
+    }
     /// The end of a batch of `complete` calls (wake the consumer once).
     fn batch_done(&self) {}
 }
@@ -164,6 +173,10 @@ pub enum InitializeError {
 pub(crate) trait AdapterObject: Send + Sync {
     fn submit(&self, sink: u32, srb: Srb);
     fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>);
+    fn submit_boxed(&self, sink: u32, srb: Box<Srb>);
+    // The boxes travel on to the sink: moving them is the point.
+    #[allow(clippy::vec_box)]
+    fn submit_batch_boxed(&self, sink: u32, srbs: &mut Vec<Box<Srb>>);
     fn register_sink(&self, sink: Arc<dyn CompletionSink>) -> u32;
     fn execute_and_wait(&self, srb: Srb) -> Result<Srb, WaitError>;
     fn tick(&self);
@@ -202,6 +215,14 @@ impl<M: Miniport> AdapterObject for AdapterShared<M> {
     }
     fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>) {
         AdapterShared::submit_batch(self, sink, srbs)
+    }
+    fn submit_boxed(&self, sink: u32, srb: Box<Srb>) {
+        AdapterShared::submit_boxed(self, sink, srb)
+    }
+    // The boxes travel on to the sink: moving them is the point.
+    #[allow(clippy::vec_box)]
+    fn submit_batch_boxed(&self, sink: u32, srbs: &mut Vec<Box<Srb>>) {
+        AdapterShared::submit_batch_boxed(self, sink, srbs)
     }
     fn register_sink(&self, sink: Arc<dyn CompletionSink>) -> u32 {
         AdapterShared::register_sink(self, sink)
@@ -611,6 +632,20 @@ impl Submitter {
     /// [`submit`](Self::submit).
     pub fn submit_batch(&self, srbs: &mut Vec<Srb>) {
         self.adapter.inner.submit_batch(self.sink, srbs)
+    }
+
+    /// [`submit`](Self::submit) of a boxed SRB: the port passes the box along (no copy of the
+    /// SRB at each stage) and hands it back through [`CompletionSink::complete_boxed`]. For
+    /// submitters that keep their SRBs boxed and reuse them.
+    pub fn submit_boxed(&self, srb: Box<Srb>) {
+        self.adapter.inner.submit_boxed(self.sink, srb)
+    }
+
+    /// [`submit_batch`](Self::submit_batch) of boxed SRBs (drains `srbs`).
+    // The boxes travel on to the sink: moving them is the point.
+    #[allow(clippy::vec_box)]
+    pub fn submit_batch_boxed(&self, srbs: &mut Vec<Box<Srb>>) {
+        self.adapter.inner.submit_batch_boxed(self.sink, srbs)
     }
 
     /// The adapter this submitter talks to.

@@ -4,6 +4,8 @@
 //! the submitting thread when the miniport completes inline). After a warm-up that lets every
 //! queue, buffer and table reach its working size, thousands of requests must not allocate.
 #![allow(unsafe_code)]
+// The boxed path keeps lists of boxes on purpose (see `steady_state_with_boxed_srbs_...`).
+#![allow(clippy::vec_box)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -172,4 +174,73 @@ fn steady_state_under_storport_full_duplex_allocates_nothing() {
         false,
         true,
     );
+}
+
+/// A sink that keeps the boxes the port hands back (`complete_boxed`), as the class driver does.
+struct BoxSink {
+    done: Mutex<Vec<Box<Srb>>>,
+}
+
+impl CompletionSink for BoxSink {
+    fn complete(&self, srb: Srb) {
+        self.done.lock().push(Box::new(srb));
+    }
+    fn complete_boxed(&self, srb: Box<Srb>) -> Option<Box<Srb>> {
+        self.done.lock().push(srb);
+        None
+    }
+}
+
+/// The boxed path (`submit_boxed` -> `complete_boxed`): the submitter's boxes go round and come
+/// back to it; nothing is allocated and the same eight boxes are in circulation throughout.
+#[test]
+fn steady_state_with_boxed_srbs_allocates_nothing_and_returns_the_same_boxes() {
+    let script = Script::new(ScriptConfig {
+        luns: vec![Address::new(0, 0, 0), Address::new(0, 1, 0)],
+        full_duplex: true,
+        ..ScriptConfig::default()
+    });
+    let adapter = port::initialize_storport::<ScriptedMiniport>(script, test_options())
+        .unwrap()
+        .remove(0);
+    let sink = Arc::new(BoxSink {
+        done: Mutex::new(Vec::with_capacity(64)),
+    });
+    let submitter = adapter.submitter(sink.clone());
+    let lus = [Address::new(0, 0, 0), Address::new(0, 1, 0)];
+    let mut pool: Vec<Box<Srb>> = (0..8)
+        .map(|i| {
+            Box::new(
+                Srb::execute_scsi(lus[i % 2], &Behaviour::Inline.cdb())
+                    .unwrap()
+                    .with_data(vec![0; 4096], 4096, DataDirection::In),
+            )
+        })
+        .collect();
+    let mut addresses: Vec<usize> = pool.iter().map(|b| &**b as *const Srb as usize).collect();
+    addresses.sort_unstable();
+    let cycle = |rounds: usize, pool: &mut Vec<Box<Srb>>| {
+        for _ in 0..rounds {
+            for mut srb in pool.drain(..) {
+                srb.recycle();
+                srb.data_transfer_length = 4096;
+                submitter.submit_boxed(srb);
+            }
+            let mut done = sink.done.lock();
+            assert_eq!(done.len(), 8, "inline completion on the submitting thread");
+            for srb in done.drain(..) {
+                assert_eq!(srb.srb_status, SrbStatus::SUCCESS);
+                pool.push(srb);
+            }
+        }
+    };
+    cycle(200, &mut pool); // warm-up
+    let before = allocations();
+    cycle(2_000, &mut pool); // 16,000 requests
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocations on the steady-state path");
+    let mut now: Vec<usize> = pool.iter().map(|b| &**b as *const Srb as usize).collect();
+    now.sort_unstable();
+    assert_eq!(now, addresses, "the submitter's own boxes came back");
+    adapter.shutdown().unwrap();
 }
