@@ -197,6 +197,9 @@ pub(crate) struct Runner<M: Miniport> {
     incoming_spare: Vec<Incoming>,
     /// Boxes the sinks gave back, on their way to the incoming lists (`Incomings::spare`).
     spare_boxes: Vec<Box<Srb>>,
+    /// Full duplex, one channel: the requests this dispatch pass picked, started together at
+    /// its end (`flush_starts`).
+    start_batch: Vec<PendingStart>,
     snap: Latch<M>,
     completed_buf: Vec<(u32, Box<Srb>)>,
     out: Vec<(u32, Box<Srb>)>,
@@ -570,6 +573,7 @@ impl<M: Miniport> AdapterShared<M> {
             sinks: vec![sync.clone() as Arc<dyn CompletionSink>],
             incoming_spare: Vec::with_capacity(64),
             spare_boxes: Vec::new(),
+            start_batch: Vec::with_capacity(slots),
             snap: Latch::new(slots),
             completed_buf: Vec::with_capacity(slots),
             out: Vec::with_capacity(slots),
@@ -1828,6 +1832,14 @@ impl<M: Miniport> Runner<M> {
 
     /// Miniport calls requested by notifications: the enable/disable-interrupts callbacks,
     /// `dma_started`, and recovery escalations decided while completing requests.
+    /// [`run_deferred`](Self::run_deferred) has something to run.
+    fn deferred_pending(&self) -> bool {
+        self.pending_enable.is_some()
+            || self.pending_disable.is_some()
+            || self.pending_dma_started
+            || !self.escalations.is_empty()
+    }
+
     fn run_deferred(&mut self, sh: &AdapterShared<M>) {
         loop {
             if let Some(cb) = self.pending_enable.take() {
@@ -2297,10 +2309,87 @@ impl<M: Miniport> Runner<M> {
         }
     }
 
-    /// One pass of [`dispatch`](Self::dispatch): starts requests until none can start.
+    /// One pass of [`dispatch`](Self::dispatch): starts requests until none can start. Full
+    /// duplex with one channel: the requests picked are started together at the end
+    /// ([`flush_starts`](Self::flush_starts)), and picking goes on if that completed some.
     fn dispatch_pass(&mut self, sh: &AdapterShared<M>) {
+        loop {
+            self.pick_and_start(sh);
+            if !self.flush_starts(sh) {
+                return;
+            }
+        }
+    }
+
+    /// Full duplex, one channel: starts the requests the pass picked (`start_batch`). When the
+    /// StartIo lock is free and no request waits before them, here: `start_io` for each under
+    /// that lock (the interrupt routine may run meanwhile on a raising thread), one
+    /// interrupt-lock turn to hand them over and collect what completed, one doorbell
+    /// (`start_io_channel_done`), then the completions are processed. Otherwise they queue
+    /// behind the waiting ones and start after the token is given back
+    /// (`AdapterShared::drain_starts`), in dispatch order. True when some completed here (the
+    /// pass may start more).
+    fn flush_starts(&mut self, sh: &AdapterShared<M>) -> bool {
+        if self.start_batch.is_empty() {
+            return false;
+        }
+        let Some(fd) = sh.full_duplex() else {
+            return false;
+        };
+        let mut starts = fd.channels[0].starts.lock();
+        let free = if starts.is_empty() {
+            fd.channels[0].lock.try_lock()
+        } else {
+            None
+        };
+        let Some(mut start_io_lock) = free else {
+            starts.extend(self.start_batch.drain(..));
+            return false;
+        };
+        drop(starts);
+        let side = &mut *start_io_lock;
+        let was = IN_PORT_LOCK.with(|f| f.replace(sh.lock_id()));
+        for p in self.start_batch.drain(..) {
+            let mut ctx = StartIoContext {
+                adapter: sh,
+                latch: &mut side.latch,
+                done: &mut side.done,
+                channel: 0,
+                id: p.id,
+                srb: Some(p.srb),
+                completed: false,
+            };
+            (fd.start_io)(&mut ctx, SrbRef { id: p.id });
+            if let Some(srb) = ctx.srb.take() {
+                let (id, completed) = (ctx.id, ctx.completed);
+                side.done.push((id, srb, completed));
+            }
+        }
+        IN_PORT_LOCK.with(|f| f.set(was));
+        {
+            let mut g = sh.interrupt.lock();
+            crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
+            self.snapshot(&mut g.core);
+        }
+        if let Some(done) = &fd.channel_done {
+            done(0);
+        }
+        drop(start_io_lock);
+        let completed = !self.completed_buf.is_empty();
+        self.process_latch(sh);
+        completed
+    }
+
+    /// Picks startable requests and starts them (or, full duplex, collects them) until none can
+    /// start.
+    fn pick_and_start(&mut self, sh: &AdapterShared<M>) {
         let max_depth = sh.config.max_queue_depth_per_lu.max(1);
         loop {
+            if !self.start_batch.is_empty() && self.deferred_pending() {
+                // A deferred routine (e.g. an escalation's reset) must see every request the
+                // pass gave a slot as started.
+                self.flush_starts(sh);
+            }
             self.run_deferred(sh);
             let a = &self.adapter;
             if !a.ready
@@ -2413,46 +2502,9 @@ impl<M: Miniport> Runner<M> {
                     .push_back(PendingStart { id, srb });
                 return;
             }
-            let mut starts = fd.channels[0].starts.lock();
-            if starts.is_empty()
-                && let Some(mut start_io_lock) = fd.channels[0].lock.try_lock()
-            {
-                // The StartIo lock is free and nothing waits before this request: start it
-                // here (StartIo lock only; the interrupt routine may run meanwhile on the
-                // raising thread), then hand it over and collect in one interrupt-lock turn.
-                drop(starts);
-                let side = &mut *start_io_lock;
-                let was = IN_PORT_LOCK.with(|f| f.replace(sh.lock_id()));
-                let mut ctx = StartIoContext {
-                    adapter: sh,
-                    latch: &mut side.latch,
-                    done: &mut side.done,
-                    channel: 0,
-                    id,
-                    srb: Some(srb),
-                    completed: false,
-                };
-                (fd.start_io)(&mut ctx, SrbRef { id });
-                if let Some(srb) = ctx.srb.take() {
-                    let completed = ctx.completed;
-                    side.done.push((id, srb, completed));
-                }
-                IN_PORT_LOCK.with(|f| f.set(was));
-                {
-                    let mut g = sh.interrupt.lock();
-                    crate::context::publish(&mut side.done, &mut side.latch, &mut g.core);
-                    self.snapshot(&mut g.core);
-                }
-                if let Some(done) = &fd.channel_done {
-                    done(0);
-                }
-                drop(start_io_lock);
-                self.process_latch(sh);
-                return;
-            }
-            // Otherwise start_io runs under the StartIo lock after the token is given back
-            // (`AdapterShared::drain_starts`), in dispatch order.
-            starts.push_back(PendingStart { id, srb });
+            // One channel: collected for the end of the dispatch pass (`flush_starts`), which
+            // starts the whole run under one turn of the StartIo lock.
+            self.start_batch.push(PendingStart { id, srb });
             return;
         }
         // Half duplex: the run of start_io calls stays open (no start_io_batch_done) until the

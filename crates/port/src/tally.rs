@@ -4,8 +4,9 @@
 //! Every request is counted twice (adapter and LU) in about eight counters each when it is
 //! accepted and completed; as atomic read-modify-writes that is a few hundred cycles per
 //! request on the hot path. Only the token holder counts requests, so it adds into a plain
-//! [`Tally`] and folds the sums in with one read-modify-write per counter that changed
-//! ([`Tally::fold`]) at the end of the pass, before any sink sees a completion: a reader of
+//! [`Tally`] and folds the sums in with one load and store per counter that changed
+//! ([`Tally::fold`]; no locked instruction: the token holder is the only writer) at the end of
+//! the pass, before any sink sees a completion: a reader of
 //! [`Statistics`](crate::Statistics) never sees a completion the counters do not have yet.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -99,16 +100,24 @@ impl Tally {
         if !std::mem::take(&mut self.dirty) {
             return;
         }
+        // Only the DPC-token holder writes the counters (this fold, and the runner's rare
+        // direct bumps), and the token's mutex orders one holder's writes before the next
+        // one's: a plain load and store does what `fetch_add` would, without the locked
+        // instruction (readers load relaxed either way).
         fn add(c: &AtomicU64, n: &mut u64) {
             if *n != 0 {
-                c.fetch_add(std::mem::take(n), Ordering::Relaxed);
+                let v = c.load(Ordering::Relaxed);
+                c.store(v.wrapping_add(std::mem::take(n)), Ordering::Relaxed);
             }
         }
         // The gauge goes up before it goes down, so it never wraps below zero.
         add(&c.outstanding, &mut self.submitted);
         if self.completed != 0 {
-            c.outstanding
-                .fetch_sub(std::mem::take(&mut self.completed), Ordering::Relaxed);
+            let v = c.outstanding.load(Ordering::Relaxed);
+            c.outstanding.store(
+                v.wrapping_sub(std::mem::take(&mut self.completed)),
+                Ordering::Relaxed,
+            );
         }
         add(&c.commands, &mut self.commands);
         add(&c.reads, &mut self.reads);
