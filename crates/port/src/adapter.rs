@@ -197,8 +197,8 @@ pub(crate) struct Runner<M: Miniport> {
     incoming_spare: Vec<Incoming>,
     /// Boxes the sinks gave back, on their way to the incoming lists (`Incomings::spare`).
     spare_boxes: Vec<Box<Srb>>,
-    /// Full duplex, one channel: the requests this dispatch pass picked, started together at
-    /// its end (`flush_starts`).
+    /// Full duplex: the requests this dispatch pass picked, started (one channel) or handed to
+    /// their channels together at its end (`flush_starts`).
     start_batch: Vec<PendingStart>,
     snap: Latch<M>,
     completed_buf: Vec<(u32, Box<Srb>)>,
@@ -2321,7 +2321,8 @@ impl<M: Miniport> Runner<M> {
         }
     }
 
-    /// Full duplex, one channel: starts the requests the pass picked (`start_batch`). When the
+    /// Full duplex: starts the requests the pass picked (`start_batch`). Concurrent channels:
+    /// each channel's go onto its list in one lock turn. One channel: when the
     /// StartIo lock is free and no request waits before them, here: `start_io` for each under
     /// that lock (the interrupt routine may run meanwhile on a raising thread), one
     /// interrupt-lock turn to hand them over and collect what completed, one doorbell
@@ -2336,6 +2337,29 @@ impl<M: Miniport> Runner<M> {
         let Some(fd) = sh.full_duplex() else {
             return false;
         };
+        let n = fd.channels.len();
+        if n > 1 {
+            // Concurrent channels: `start_io` runs on each request's channel after the token
+            // is given back (`AdapterShared::drain_starts`), concurrently with the other
+            // channels.
+            let slots = &self.slots;
+            let mut list: Option<(usize, parking_lot::MutexGuard<'_, VecDeque<PendingStart>>)> =
+                None;
+            for p in self.start_batch.drain(..) {
+                let ch = slots[p.id.slot as usize].channel as usize % n;
+                match &mut list {
+                    Some((c, g)) if *c == ch => g.push_back(p),
+                    _ => {
+                        // One channel list lock at a time.
+                        drop(list.take());
+                        let mut g = fd.channels[ch].starts.lock();
+                        g.push_back(p);
+                        list = Some((ch, g));
+                    }
+                }
+            }
+            return false;
+        }
         let mut starts = fd.channels[0].starts.lock();
         let free = if starts.is_empty() {
             fd.channels[0].lock.try_lock()
@@ -2489,21 +2513,11 @@ impl<M: Miniport> Runner<M> {
             submitted,
             channel,
         };
-        if let Some(fd) = sh.full_duplex() {
+        if sh.full_duplex().is_some() {
             let id = SrbId { slot, generation };
-            if fd.channels.len() > 1 {
-                // Concurrent channels: `start_io` runs on the request's channel after the
-                // token is given back (`AdapterShared::drain_starts`), concurrently with the
-                // other channels.
-                let ch = channel as usize % fd.channels.len();
-                fd.channels[ch]
-                    .starts
-                    .lock()
-                    .push_back(PendingStart { id, srb });
-                return;
-            }
-            // One channel: collected for the end of the dispatch pass (`flush_starts`), which
-            // starts the whole run under one turn of the StartIo lock.
+            // Collected for the end of the dispatch pass (`flush_starts`): one channel starts
+            // the whole run under one turn of its StartIo lock; concurrent channels get their
+            // requests on their lists in one turn each.
             self.start_batch.push(PendingStart { id, srb });
             return;
         }
