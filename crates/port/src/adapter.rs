@@ -968,6 +968,23 @@ impl<M: Miniport> AdapterShared<M> {
     /// [`submit`](Self::submit) for several requests: `build_io` for each (Storport), one turn
     /// of the incoming-list lock and one `request_dpc` for all. Drains `srbs`.
     pub(crate) fn submit_batch(&self, sink: u32, srbs: &mut Vec<Srb>) {
+        self.submit_run(sink, srbs, |s| s, boxed);
+    }
+
+    /// [`submit_batch`](Self::submit_batch) of boxed requests.
+    pub(crate) fn submit_batch_boxed(&self, sink: u32, srbs: &mut Vec<Box<Srb>>) {
+        self.submit_run(sink, srbs, |b| &mut **b, |_, b| b);
+    }
+
+    /// The body of both batch submissions, over SRBs (`T` = `Srb`, put in a spare box under
+    /// the lock) or boxes (`T` = `Box<Srb>`, passed on as they are). Drains `srbs`.
+    fn submit_run<T>(
+        &self,
+        sink: u32,
+        srbs: &mut Vec<T>,
+        srb_of: impl Fn(&mut T) -> &mut Srb,
+        into_box: impl Fn(&mut Vec<Box<Srb>>, T) -> Box<Srb>,
+    ) {
         if srbs.is_empty() {
             return;
         }
@@ -975,38 +992,13 @@ impl<M: Miniport> AdapterShared<M> {
             let n = srbs.len().min(64);
             let mut built = [true; 64];
             for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
-                *b = self.build(srb);
+                *b = self.build(srb_of(srb));
             }
             let channel = self.current_channel();
             let mut inc = self.incoming[channel as usize].0.lock();
             let inc = &mut *inc;
             for (srb, built) in srbs.drain(..n).zip(built) {
-                let srb = boxed(&mut inc.spare, srb);
-                inc.list.push(Incoming {
-                    sink,
-                    srb,
-                    built,
-                    channel,
-                });
-            }
-        }
-        self.request_dpc();
-    }
-
-    /// [`submit_batch`](Self::submit_batch) of boxed requests.
-    pub(crate) fn submit_batch_boxed(&self, sink: u32, srbs: &mut Vec<Box<Srb>>) {
-        if srbs.is_empty() {
-            return;
-        }
-        while !srbs.is_empty() {
-            let n = srbs.len().min(64);
-            let mut built = [true; 64];
-            for (srb, b) in srbs[..n].iter_mut().zip(built.iter_mut()) {
-                *b = self.build(srb);
-            }
-            let channel = self.current_channel();
-            let mut inc = self.incoming[channel as usize].0.lock();
-            for (srb, built) in srbs.drain(..n).zip(built) {
+                let srb = into_box(&mut inc.spare, srb);
                 inc.list.push(Incoming {
                     sink,
                     srb,
