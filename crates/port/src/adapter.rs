@@ -736,6 +736,33 @@ impl<M: Miniport> AdapterShared<M> {
     /// order, with that channel's StartIo lock (`side`) held, then hands the requests left in
     /// hand to the interrupt side in one batch and rings the doorbell
     /// (`start_io_channel_done`). Returns whether anything was started.
+    /// Full duplex: `start_io` for one request on channel `ch`, under that channel's StartIo
+    /// lock (the caller holds it and has set `IN_PORT_LOCK`); the request stays in hand in
+    /// `done` until the caller publishes the batch.
+    fn start_one(
+        &self,
+        fd: &FullDuplex<M>,
+        latch: &mut Latch<M>,
+        done: &mut Vec<InHand>,
+        ch: u32,
+        p: PendingStart,
+    ) {
+        let mut ctx = StartIoContext {
+            adapter: self,
+            latch,
+            done,
+            channel: ch,
+            id: p.id,
+            srb: Some(p.srb),
+            completed: false,
+        };
+        (fd.start_io)(&mut ctx, SrbRef { id: p.id });
+        if let Some(srb) = ctx.srb.take() {
+            let (id, completed) = (ctx.id, ctx.completed);
+            ctx.done.push((id, srb, completed));
+        }
+    }
+
     fn drain_starts_locked(
         &self,
         fd: &FullDuplex<M>,
@@ -754,20 +781,7 @@ impl<M: Miniport> AdapterShared<M> {
             }
             any = true;
             while let Some(p) = side.batch.pop_front() {
-                let mut ctx = StartIoContext {
-                    adapter: self,
-                    latch: &mut side.latch,
-                    done: &mut side.done,
-                    channel: ch as u32,
-                    id: p.id,
-                    srb: Some(p.srb),
-                    completed: false,
-                };
-                (fd.start_io)(&mut ctx, SrbRef { id: p.id });
-                if let Some(srb) = ctx.srb.take() {
-                    let (id, completed) = (ctx.id, ctx.completed);
-                    side.done.push((id, srb, completed));
-                }
+                self.start_one(fd, &mut side.latch, &mut side.done, ch as u32, p);
             }
             {
                 let mut g = self.interrupt.lock();
@@ -2366,20 +2380,7 @@ impl<M: Miniport> Runner<M> {
         let side = &mut *start_io_lock;
         let was = IN_PORT_LOCK.with(|f| f.replace(sh.lock_id()));
         for p in self.start_batch.drain(..) {
-            let mut ctx = StartIoContext {
-                adapter: sh,
-                latch: &mut side.latch,
-                done: &mut side.done,
-                channel: 0,
-                id: p.id,
-                srb: Some(p.srb),
-                completed: false,
-            };
-            (fd.start_io)(&mut ctx, SrbRef { id: p.id });
-            if let Some(srb) = ctx.srb.take() {
-                let (id, completed) = (ctx.id, ctx.completed);
-                side.done.push((id, srb, completed));
-            }
+            sh.start_one(fd, &mut side.latch, &mut side.done, 0, p);
         }
         IN_PORT_LOCK.with(|f| f.set(was));
         {

@@ -874,7 +874,10 @@ fn shutdown_with_requests_in_the_kernel_completes_each_once() {
     let sink = Arc::new(Collect::default());
     let sub = rig.adapter.submitter(sink.clone());
     submit_writes(&rig, &sub, 3);
-    let opener = open_later(&gate, Duration::from_millis(50));
+    // Long enough for shutdown to reach the reset on a loaded machine (50 ms was not, about
+    // once in 25 runs with four copies of the test at once): the writes must still be in the
+    // kernel when the reset comes.
+    let opener = open_later(&gate, Duration::from_millis(400));
     rig.adapter.shutdown().unwrap();
     opener.join().unwrap();
     let done = collect(&sink, 3);
