@@ -2316,8 +2316,9 @@ impl<M: Miniport> Runner<M> {
     }
 
     /// One pass of [`dispatch`](Self::dispatch): starts requests until none can start. Full
-    /// duplex with one channel: the requests picked are started together at the end
-    /// ([`flush_starts`](Self::flush_starts)), and picking goes on if that completed some.
+    /// duplex: the requests picked are started (one channel) or handed to their channels
+    /// together at the end ([`flush_starts`](Self::flush_starts)), and picking goes on if that
+    /// completed some.
     fn dispatch_pass(&mut self, sh: &AdapterShared<M>) {
         loop {
             self.pick_and_start(sh);
