@@ -289,7 +289,6 @@ pub(crate) struct FullDuplex<M: Miniport> {
 pub(crate) struct IncomingList(Mutex<Incomings>);
 
 /// What an incoming-list lock guards.
-#[derive(Default)]
 pub(crate) struct Incomings {
     /// Requests handed over, not yet accepted.
     list: Vec<Incoming>,
@@ -933,11 +932,28 @@ impl<M: Miniport> AdapterShared<M> {
         id
     }
 
-    pub(crate) fn submit(&self, sink: u32, mut srb: Srb) {
-        let built = self.build(&mut srb);
+    pub(crate) fn submit(&self, sink: u32, srb: Srb) {
+        self.submit_one(sink, srb, |s| s, boxed);
+    }
+
+    /// [`submit`](Self::submit) of a boxed request: the port moves the box, not the SRB, from
+    /// here to the sink.
+    pub(crate) fn submit_boxed(&self, sink: u32, srb: Box<Srb>) {
+        self.submit_one(sink, srb, |b| &mut **b, |_, b| b);
+    }
+
+    /// The body of both single submissions; like [`submit_run`](Self::submit_run) for one.
+    fn submit_one<T>(
+        &self,
+        sink: u32,
+        mut srb: T,
+        srb_of: impl FnOnce(&mut T) -> &mut Srb,
+        into_box: impl FnOnce(&mut Vec<Box<Srb>>, T) -> Box<Srb>,
+    ) {
+        let built = self.build(srb_of(&mut srb));
         let channel = self.current_channel();
         let mut inc = self.incoming[channel as usize].0.lock();
-        let srb = boxed(&mut inc.spare, srb);
+        let srb = into_box(&mut inc.spare, srb);
         inc.list.push(Incoming {
             sink,
             srb,
@@ -945,24 +961,6 @@ impl<M: Miniport> AdapterShared<M> {
             channel,
         });
         drop(inc);
-        self.request_dpc();
-    }
-
-    /// [`submit`](Self::submit) of a boxed request: the port moves the box, not the SRB, from
-    /// here to the sink.
-    pub(crate) fn submit_boxed(&self, sink: u32, mut srb: Box<Srb>) {
-        let built = self.build(&mut srb);
-        let channel = self.current_channel();
-        self.incoming[channel as usize]
-            .0
-            .lock()
-            .list
-            .push(Incoming {
-                sink,
-                srb,
-                built,
-                channel,
-            });
         self.request_dpc();
     }
 

@@ -69,6 +69,31 @@ impl CompletionSink for ReuseSink {
     }
 }
 
+/// `rounds` times: submits every request of `pool` (`T` is an `Srb` or a box of one), then
+/// takes all eight back from the sink — they completed inline, on this thread — successful.
+fn circulate<T>(
+    rounds: usize,
+    pool: &mut Vec<T>,
+    done: &Mutex<Vec<T>>,
+    srb_of: impl Fn(&mut T) -> &mut Srb,
+    submit: impl Fn(T),
+) {
+    for _ in 0..rounds {
+        for mut srb in pool.drain(..) {
+            let s = srb_of(&mut srb);
+            s.recycle();
+            s.data_transfer_length = 4096;
+            submit(srb);
+        }
+        let mut done = done.lock();
+        assert_eq!(done.len(), 8, "inline completion on the submitting thread");
+        for mut srb in done.drain(..) {
+            assert_eq!(srb_of(&mut srb).srb_status, SrbStatus::SUCCESS);
+            pool.push(srb);
+        }
+    }
+}
+
 fn run(config: ScriptConfig, tagged: bool) {
     run_model(config, tagged, false)
 }
@@ -101,19 +126,7 @@ fn run_model(config: ScriptConfig, tagged: bool, storport: bool) {
         })
         .collect();
     let cycle = |rounds: usize, pool: &mut Vec<Srb>| {
-        for _ in 0..rounds {
-            for mut srb in pool.drain(..) {
-                srb.recycle();
-                srb.data_transfer_length = 4096;
-                submitter.submit(srb);
-            }
-            let mut done = sink.done.lock();
-            assert_eq!(done.len(), 8, "inline completion on the submitting thread");
-            for srb in done.drain(..) {
-                assert_eq!(srb.srb_status, SrbStatus::SUCCESS);
-                pool.push(srb);
-            }
-        }
+        circulate(rounds, pool, &sink.done, |s| s, |s| submitter.submit(s))
     };
     cycle(200, &mut pool); // warm-up
     let probe = allocations();
@@ -220,19 +233,13 @@ fn steady_state_with_boxed_srbs_allocates_nothing_and_returns_the_same_boxes() {
     let mut addresses: Vec<usize> = pool.iter().map(|b| &**b as *const Srb as usize).collect();
     addresses.sort_unstable();
     let cycle = |rounds: usize, pool: &mut Vec<Box<Srb>>| {
-        for _ in 0..rounds {
-            for mut srb in pool.drain(..) {
-                srb.recycle();
-                srb.data_transfer_length = 4096;
-                submitter.submit_boxed(srb);
-            }
-            let mut done = sink.done.lock();
-            assert_eq!(done.len(), 8, "inline completion on the submitting thread");
-            for srb in done.drain(..) {
-                assert_eq!(srb.srb_status, SrbStatus::SUCCESS);
-                pool.push(srb);
-            }
-        }
+        circulate(
+            rounds,
+            pool,
+            &sink.done,
+            |b| &mut **b,
+            |b| submitter.submit_boxed(b),
+        )
     };
     cycle(200, &mut pool); // warm-up
     let before = allocations();
